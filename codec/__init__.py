@@ -1,0 +1,1 @@
+"""Codec: models, quantizers, entropy coding, training and the streaming API."""

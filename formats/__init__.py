@@ -1,0 +1,1 @@
+"""Bitstream container: bytes only, no torch."""

@@ -1,0 +1,1 @@
+"""Shipped tiers: NAME.safetensors + NAME.json."""
