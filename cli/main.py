@@ -1,0 +1,472 @@
+"""The ``nwc`` command: encode, decode, info, tiers, train.
+
+Arguments and I/O only: the codec lives in ``nwc.codec`` and the byte format in
+``nwc.formats``. Exit codes: 0 ok, 1 bad data or runtime failure, 2 usage. Errors are one line
+on stderr with a hint; ``--debug`` shows the traceback. Nothing but data goes to stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .. import __version__
+from ..formats import container as fmt
+from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, wav_header
+
+DEFAULT_TIER = "speech-16k"
+
+
+class Fatal(Exception):
+    """A user-facing error: one line, exit code 1."""
+
+
+def _say(ctx_quiet: bool, msg: str) -> None:
+    if not ctx_quiet:
+        click.echo(msg, err=True)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn every failure into one line on stderr and an exit code (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except BrokenPipeError:
+            # The reader went away (`nwc decode x - | head`): leave quietly.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except OSError:
+                pass
+            sys.exit(0)
+        except KeyboardInterrupt:
+            click.echo("nwc: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+            if debug:
+                traceback.print_exc()
+            click.echo(f"nwc: error: {_describe(e)}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _describe(e: Exception) -> str:
+    from ..codec.tier import TierError
+
+    msg = str(e) or type(e).__name__
+    if isinstance(e, fmt.UnsupportedVersionError):
+        return f"{msg} (upgrade nwc to read it)"
+    if isinstance(e, fmt.FormatError):
+        return f"{msg} (is this an .nwc stream?)"
+    if isinstance(e, TierError):
+        return f"{msg} (see `nwc tiers`; set NWC_WEIGHTS to a folder of tiers)"
+    if isinstance(e, (FileExistsError, InputError, Fatal)):
+        return msg
+    if isinstance(e, OSError):
+        return f"{e.filename or ''}: {e.strerror or msg}".lstrip(": ")
+    return f"{type(e).__name__}: {msg} (rerun with --debug for details)"
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No summary or progress.")
+force_option = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version",
+                      message=f"nwc {__version__} (container format {fmt.FORMAT_VERSION})")
+def cli() -> None:
+    """nwc: neural waveform codec. Encode audio to .nwc streams and back.
+
+    IN and OUT may be `-` for stdin/stdout, so nwc works in pipes:
+    `arecord -f S16_LE -r 16000 | nwc encode - - | nwc decode - - | aplay`.
+    """
+
+
+def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for t in tags:
+        k, sep, v = t.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"{t!r} is not KEY=VALUE", param_hint="--tag")
+        out[k] = v
+    return out
+
+
+def _pick_tier(tier: str | None, bitrate: str | None):
+    from ..codec import tier as tiers
+    from ..codec.train import parse_bitrate
+
+    if tier and bitrate:
+        raise click.UsageError("give --tier or --bitrate, not both")
+    if bitrate:
+        try:
+            want = parse_bitrate(bitrate) / 1000
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--bitrate") from None
+        cands = [tiers.load(n) for n in tiers.available()]
+        cands = [t for t in cands if t.kbps is not None]
+        if not cands:
+            raise Fatal("no installed tier records its bitrate (see `nwc tiers`)")
+        return min(cands, key=lambda t: abs(t.kbps - want))
+    name = tier or DEFAULT_TIER
+    if tier is None and name not in tiers.available() and tiers.available():
+        name = sorted(tiers.available())[0]
+    return tiers.load(name)
+
+
+class _Progress:
+    """Seconds-of-audio progress on stderr, only when it is a terminal."""
+
+    def __init__(self, total_s: float | None, quiet: bool, label: str) -> None:
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total_s, unit="s", desc=label, file=sys.stderr, leave=False,
+                            bar_format="{desc} {n:.1f}/{total_fmt} s audio [{elapsed}, {rate_fmt}]")
+
+    def update(self, s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(s)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@cli.command()
+@click.argument("inp", metavar="IN")
+@click.argument("out", metavar="OUT")
+@click.option("-t", "--tier", help="Tier name (see `nwc tiers`).")
+@click.option("-b", "--bitrate", help="Pick the installed tier nearest this rate, e.g. 16k.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Add a tag (repeatable).")
+@click.option("--raw", is_flag=True, help="IN is headerless PCM.")
+@click.option("--raw-rate", type=click.IntRange(1, 1_000_000), default=16000, show_default=True)
+@click.option("--raw-channels", type=click.IntRange(1, 255), default=1, show_default=True)
+@click.option("--raw-format", type=click.Choice(["s16", "s24", "s32", "f32", "u8"]),
+              default="s16", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="CPU threads for the model.")
+@force_option
+@quiet_option
+@debug_option
+@handle_errors
+def encode(inp, out, tier, bitrate, tags, raw, raw_rate, raw_channels, raw_format, threads,
+           force, quiet, debug) -> None:
+    """Encode audio IN (any format soundfile reads; WAV or --raw on stdin) to an .nwc stream."""
+    import torch
+
+    from ..codec.api import StreamEncoder, header_for
+
+    torch.set_num_threads(threads)
+    tag_map = _parse_tags(tags)
+    sink = AtomicOutput(out, force)
+    sink.check()
+    t = _pick_tier(tier, bitrate)
+    src = open_audio(inp, raw, raw_rate, raw_channels, raw_format)
+    if src.rate != t.sample_rate:
+        _say(quiet, f"nwc: resampling {src.rate} Hz to {t.sample_rate} Hz for tier {t.name} "
+                    "(decode restores the original rate)")
+    enc = StreamEncoder(t, src.rate, src.channels)
+    start = time.perf_counter()
+    prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
+    with sink as f:
+        w = fmt.ContainerWriter(f, header_for(t, src.rate, src.channels, src.frames, tag_map))
+        for block in src.blocks:
+            for p in enc.push(block):
+                w.write(p)
+            prog.update(block.shape[0] / src.rate)
+        for p in enc.finish():
+            w.write(p)
+        w.write_end(enc.next_seq, enc.coded_samples, enc.input_samples)
+        nbytes = w.bytes_written
+    prog.close()
+    secs = enc.input_samples / src.rate
+    wall = time.perf_counter() - start
+    kbps = 8 * nbytes / secs / 1000 if secs else 0.0
+    _say(quiet, f"nwc: encoded {secs:.2f} s ({src.channels} ch, {src.rate} Hz) with tier "
+                f"{t.name}: {nbytes} bytes, {kbps:.2f} kbps, "
+                f"{secs / wall if wall else 0:.0f}x real time")
+
+
+@cli.command()
+@click.argument("inp", metavar="IN")
+@click.argument("out", metavar="OUT")
+@click.option("-r", "--rate", type=click.IntRange(1000, 768_000),
+              help="Output sample rate (default: the original rate).")
+@click.option("--format", "out_format", type=click.Choice(["wav", "raw", "flac"]),
+              help="Output format (default: from OUT's suffix, else wav).")
+@click.option("--bits", type=click.Choice(["16", "24", "float"]), default="16",
+              show_default=True, help="Sample format of wav/raw/flac output.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@force_option
+@quiet_option
+@debug_option
+@handle_errors
+def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> None:
+    """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout)."""
+    import torch
+
+    from ..codec import tier as tiers
+    from ..codec.api import StreamDecoder
+
+    torch.set_num_threads(threads)
+    sink = AtomicOutput(out, force)
+    sink.check()
+    if out_format is None:
+        suffix = Path(out).suffix.lower().lstrip(".") if out != "-" else ""
+        out_format = suffix if suffix in ("wav", "raw", "flac") else "wav"
+    if out_format == "flac" and bits == "float":
+        raise click.BadParameter("flac cannot hold float samples", param_hint="--bits")
+    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    with src:
+        reader = fmt.ContainerReader(src)
+        h = reader.header
+        t = tiers.load(h.tier)
+        dec = StreamDecoder(t, h, rate)
+        out_rate = dec.out_rate
+        start = time.perf_counter()
+        prog = _Progress(h.duration, quiet, "decode")
+        with sink as f:
+            writer = _PcmWriter(f, out, out_format, bits, out_rate, h.channels)
+            for item in reader:
+                if isinstance(item, fmt.Damage) and not quiet:
+                    click.echo(f"nwc: warning: damaged stream at byte {item.offset} "
+                               f"({item.reason}); skipping", err=True)
+                pcm = dec.push(item)
+                writer.write(pcm)
+                prog.update(pcm.shape[0] / out_rate)
+            writer.write(dec.finish())
+            writer.close()
+        prog.close()
+    st = dec.stats
+    secs = writer.frames / out_rate
+    wall = time.perf_counter() - start
+    if st.lost_samples:
+        click.echo(f"nwc: warning: {st.lost_samples / t.sample_rate:.2f} s of audio lost to "
+                   f"damage ({st.damaged} damaged stretches), filled with silence", err=True)
+    if not st.ended:
+        click.echo("nwc: warning: stream has no end packet (truncated?)", err=True)
+    _say(quiet, f"nwc: decoded {secs:.2f} s ({h.channels} ch, {out_rate} Hz) from tier {t.name}, "
+                f"{secs / wall if wall else 0:.0f}x real time")
+    if st.lost_samples or not st.ended:
+        sys.exit(1)
+
+
+class _PcmWriter:
+    """Writes decoded blocks as wav/raw to a pipe, or via soundfile to a (seekable) file."""
+
+    def __init__(self, f, out: str, out_format: str, bits: str, rate: int, channels: int) -> None:
+        import soundfile as sf
+
+        self.f, self.bits, self.frames = f, bits, 0
+        self.sf = None
+        if out != "-" and out_format in ("wav", "flac"):
+            subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[bits]
+            self.sf = sf.SoundFile(f, "w", rate, channels, subtype, format=out_format.upper())
+        elif out_format == "flac":
+            raise click.BadParameter("flac cannot be streamed to stdout; use wav or raw",
+                                     param_hint="--format")
+        elif out_format == "wav":
+            f.write(wav_header(rate, channels, bits, None))
+
+    def write(self, x: np.ndarray) -> None:
+        if x.shape[0] == 0:
+            return
+        self.frames += x.shape[0]
+        if self.sf is not None:
+            self.sf.write(x)
+        else:
+            self.f.write(pcm_bytes(x, self.bits))
+
+    def close(self) -> None:
+        if self.sf is not None:
+            self.sf.close()
+
+
+class _CountingReader:
+    """Counts the bytes read through it (the stream size, even on a pipe)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.n = f, 0
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.f.read(n)
+        self.n += len(b)
+        return b
+
+
+def _describe_stream(inp: str) -> dict:
+    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    with src:
+        counter = _CountingReader(src)
+        reader = fmt.ContainerReader(counter)
+        h = reader.header
+        packets = damaged = payload = 0
+        end = None
+        for item in reader:
+            if isinstance(item, fmt.Damage):
+                damaged += 1
+            elif item.kind == fmt.AUDIO:
+                packets += 1
+                payload += len(item.side) + sum(len(b) for b in item.layers)
+            elif item.kind == fmt.END:
+                end = item
+        total_bytes = counter.n
+    samples = end.original_samples if end is not None else h.total_samples
+    secs = samples / h.original_rate if samples is not None else None
+    d = {
+        "format_version": fmt.FORMAT_VERSION,
+        "tier": h.tier, "model_id": h.model_id, "weights_hash": h.weights_hash,
+        "sample_rate": h.sample_rate, "original_rate": h.original_rate, "channels": h.channels,
+        "total_samples": samples, "duration_s": secs, "codec_delay": h.codec_delay,
+        "frame_size": h.frame_size, "hop_size": h.hop_size, "num_layers": h.num_layers,
+        "packet_frames": h.packet_frames, "packet_duration_s": h.packet_duration,
+        "gain_bits": h.gain_bits, "coder": h.coder, "tags": h.tags,
+        "packets": packets, "damaged": damaged, "ended": end is not None,
+        "payload_bytes": payload,
+    }
+    d["bytes"] = total_bytes
+    if secs:
+        d["kbps"] = 8 * total_bytes / secs / 1000
+    return d
+
+
+@cli.command()
+@click.argument("inp", metavar="IN")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@debug_option
+@handle_errors
+def info(inp, as_json, debug) -> None:
+    """Describe an .nwc stream (header, duration, packets, bitrate) without decoding audio."""
+    d = _describe_stream(inp)
+    if as_json:
+        click.echo(json.dumps(d, indent=1))
+        return
+    dur = f"{d['duration_s']:.3f} s" if d["duration_s"] is not None else "unknown"
+    lines = [
+        f"tier:        {d['tier']} ({d['model_id']}, weights {d['weights_hash']})",
+        f"audio:       {d['channels']} ch, original {d['original_rate']} Hz, "
+        f"coded at {d['sample_rate']} Hz",
+        f"duration:    {dur} ({d['total_samples']} samples)",
+        f"packets:     {d['packets']} x {d['packet_duration_s'] * 1000:.0f} ms, "
+        f"{d['num_layers']} layer(s), frame {d['frame_size']}/hop {d['hop_size']}",
+        f"coder:       {d['coder']}",
+    ]
+    if "kbps" in d:
+        lines.append(f"bitrate:     {d['kbps']:.2f} kbps ({d['bytes']} bytes)")
+    if d["damaged"] or not d["ended"]:
+        lines.append(f"damage:      {d['damaged']} damaged stretch(es), "
+                     f"end packet {'present' if d['ended'] else 'MISSING'}")
+    for k, v in d["tags"].items():
+        lines.append(f"tag:         {k}={v}")
+    click.echo("\n".join(lines))
+
+
+@cli.command("tiers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@debug_option
+@handle_errors
+def tiers_cmd(as_json, debug) -> None:
+    """List installed tiers with their measured real bitrate and quality."""
+    from ..codec import tier as tiers
+
+    rows = []
+    for name, path in sorted(tiers.available().items()):
+        doc = json.loads(Path(path).read_text())
+        meta = doc.get("meta", {})
+        dev = meta.get("dev", {})
+        rows.append({"name": name, "sample_rate": doc["sample_rate"],
+                     "kbps": dev.get("kbps"), "target_kbps": meta.get("target_kbps"),
+                     "pesq_wb": dev.get("pesq_wb"), "stoi": dev.get("stoi"),
+                     "parameters": meta.get("parameters"), "path": str(path)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo("no tiers installed", err=True)
+        return
+    click.echo(f"{'tier':<16}{'rate':>7}{'kbps':>8}{'PESQ-WB':>9}{'STOI':>7}")
+    for r in rows:
+        def num(v, f):
+            return f"{v:{f}}" if isinstance(v, (int, float)) else "-"
+        click.echo(f"{r['name']:<16}{r['sample_rate']:>7}{num(r['kbps'], '8.2f')}"
+                   f"{num(r['pesq_wb'], '9.2f')}{num(r['stoi'], '7.3f')}")
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, help="Output stem: writes OUT.safetensors and OUT.json.")
+@click.option("-b", "--bitrate", default="16k", show_default=True, help="Target real bitrate.")
+@click.option("--name", help="Tier name (default: OUT's file name).")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+@click.option("--init-from", type=click.Path(), help="Start from an existing tier (its .json).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--max-steps", type=int, default=0, help="Stop after this many steps.")
+@click.option("--max-minutes", type=float, default=0.0, help="Stop after this much time.")
+@click.option("--quantizer", type=click.Choice(["noise", "softmax"]), default="noise",
+              show_default=True)
+@click.option("--plan", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
+@click.option("--channels", type=int, default=128, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True, help="Packets per step.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--warmup-steps", type=int, default=200, show_default=True)
+@click.option("--ramp-start", type=float, default=2.0, show_default=True,
+              help="Initial rate target as a multiple of the final one.")
+@click.option("--eval-minutes", type=float, default=10.0, show_default=True)
+@click.option("--eval-clips", type=int, default=16, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--run-dir", help="Checkpoint folder (default: .OUT.run beside OUT).")
+@click.option("--seed", type=int, default=0)
+@quiet_option
+@debug_option
+@handle_errors
+def train(data_dir, out, bitrate, name, resume, init_from, device, max_steps, max_minutes,
+          quantizer, plan, channels, batch, lr, warmup_steps, ramp_start, eval_minutes,
+          eval_clips, threads, run_dir, seed, quiet, debug) -> None:
+    """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
+    from ..codec.train import TrainConfig, parse_bitrate
+    from ..codec.train import train as run
+
+    try:
+        bps = parse_bitrate(bitrate)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--bitrate") from None
+    if not max_steps and not max_minutes:
+        raise click.UsageError("give --max-steps or --max-minutes")
+    levels = 31 if quantizer == "noise" else 32
+    cfg = TrainConfig(data=data_dir, out=out, bitrate=bps, name=name or "",
+                      max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
+                      warmup_steps=warmup_steps, ramp_start=ramp_start,
+                      eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,
+                      device=device, threads=threads, resume=resume,
+                      init_from=init_from or "", run_dir=run_dir or "",
+                      model={"quantizer": quantizer, "levels": levels, "plan": plan,
+                             "channels": channels, "narrow": channels // 2})
+    run(cfg, progress=not quiet)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="nwc")
+
+
+if __name__ == "__main__":
+    main()

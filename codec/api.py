@@ -1,0 +1,302 @@
+"""Streaming encoder and decoder: PCM chunks in, container packets out, and back.
+
+This is the glue between the model, the quantizer's numba kernels, the range coder and the
+container's ``Packet`` objects. It knows nothing about files: the CLI feeds it arrays and
+writes what it returns. Memory is bounded by one packet (plus the resampler's state), and
+because frames and gains depend only on a packet's own samples at fixed positions, any
+chunking of the input gives the same bytes as whole-file encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+import torch
+
+from ..formats.container import AUDIO, Damage, Packet, StreamHeader
+from . import entropy
+from .framing import OverlapAdd, split_frames
+from .gain import GAIN_BITS, gain_code, gain_value
+from .tier import Tier, TierError
+
+
+class CodecError(ValueError):
+    """Input the codec cannot code, or a stream it cannot decode."""
+
+
+def encode_payload(tier: Tier, x: np.ndarray, n_frames: int) -> tuple[bytes, list[bytes]]:
+    """Code one packet: ``x`` is (channels, ≥span) at the tier rate. Returns (side, layers)."""
+    f = tier.framing
+    span = f.packet_span(n_frames)
+    x = x[:, :span]
+    codes = [gain_code(ch) for ch in x]
+    gains = np.array([gain_value(c) for c in codes], dtype=np.float32)[:, None]
+    frames = split_frames(x / gains, f, n_frames)  # (channels, n_frames, frame)
+    with torch.inference_mode():
+        lat = tier.model.encode(torch.from_numpy(frames.reshape(-1, f.frame).astype(np.float32)))
+    symbols = tier.model.quantizer.to_symbols(lat.numpy())
+    return bytes(codes), [entropy.encode(symbols, tier.tables)]
+
+
+def decode_payload(tier: Tier, side: bytes, layers: list[bytes], channels: int,
+                   n_frames: int) -> np.ndarray:
+    """Inverse of ``encode_payload``: returns decoded frames (channels, n_frames, frame)."""
+    if len(side) != channels * GAIN_BITS // 8:
+        raise CodecError(f"packet side info has {len(side)} bytes, expected {channels}")
+    if not layers:
+        raise CodecError("packet carries no layers")
+    m = tier.model
+    shape = (channels * n_frames, tier.config.code_channels, m.code_steps)
+    symbols = entropy.decode(layers[0], tier.tables, shape)
+    with torch.inference_mode():
+        y = m.decode(torch.from_numpy(m.quantizer.from_symbols(symbols)))
+    frames = y.numpy().reshape(channels, n_frames, tier.framing.frame)
+    gains = np.array([gain_value(c) for c in side], dtype=np.float32)
+    return frames * gains[:, None, None]
+
+
+def header_for(tier: Tier, input_rate: int, channels: int, total_samples: int | None,
+               tags: dict[str, str] | None = None) -> StreamHeader:
+    """The stream header for coding ``channels`` channels of ``input_rate`` audio."""
+    f = tier.framing
+    return StreamHeader(
+        sample_rate=tier.sample_rate, original_rate=input_rate, channels=channels,
+        total_samples=total_samples, codec_delay=0, tier=tier.name, model_id=tier.model_id,
+        weights_hash=tier.hash, frame_size=f.frame, hop_size=f.hop, num_layers=1,
+        packet_frames=f.packet_frames, gain_bits=GAIN_BITS, coder=entropy.CODER_ID,
+        tags=dict(tags or {}))
+
+
+class StreamEncoder:
+    """Buffers PCM (samples, channels) at any rate and emits packets as they complete.
+
+    >>> enc = StreamEncoder(tier, 44100, 2)
+    >>> packets = enc.push(chunk) + enc.push(chunk2) + enc.finish()
+    """
+
+    def __init__(self, tier: Tier, input_rate: int, channels: int) -> None:
+        if channels < 1 or channels > 255:
+            raise CodecError(f"cannot code {channels} channels (1 to 255)")
+        self.tier = tier
+        self.channels = channels
+        self.input_rate = input_rate
+        self._rs = None if input_rate == tier.sample_rate else soxr.ResampleStream(
+            input_rate, tier.sample_rate, channels, dtype="float32", quality="VHQ")
+        self._buf = np.zeros((channels, 0), dtype=np.float32)
+        self._seq = 0
+        self.input_samples = 0    # at input_rate
+        self.coded_samples = 0    # at the tier rate
+
+    def _check(self, pcm: np.ndarray) -> np.ndarray:
+        pcm = np.asarray(pcm, dtype=np.float32)
+        if pcm.ndim == 1:
+            pcm = pcm[:, None]
+        if pcm.shape[1] != self.channels:
+            raise CodecError(f"expected {self.channels} channels, got {pcm.shape[1]}")
+        if not np.isfinite(pcm).all():
+            raise CodecError("input contains NaN or infinite samples")
+        return pcm
+
+    def push(self, pcm: np.ndarray) -> list[Packet]:
+        """Add PCM (samples, channels) or (samples,); returns the packets it completed."""
+        return self._feed(self._check(pcm), last=False)
+
+    def _feed(self, pcm: np.ndarray, last: bool) -> list[Packet]:
+        self.input_samples += pcm.shape[0]
+        if self._rs is not None:
+            pcm = self._rs.resample_chunk(pcm, last=last)
+        self.coded_samples += pcm.shape[0]
+        self._buf = np.concatenate([self._buf, pcm.T], axis=1)
+        return self._drain(final=False)
+
+    def finish(self) -> list[Packet]:
+        """Flush the resampler and the last partial packet."""
+        out = self._feed(np.zeros((0, self.channels), np.float32), last=True) \
+            if self._rs is not None else []
+        return out + self._drain(final=True)
+
+    def _drain(self, final: bool) -> list[Packet]:
+        f = self.tier.framing
+        out = []
+        need = f.packet_span(f.packet_frames)
+        while self._buf.shape[1] >= need:
+            out.append(self._packet(f.packet_frames, (self._seq + 1) * f.packet_hop))
+            self._buf = self._buf[:, f.packet_hop:]
+        if final and self._buf.shape[1] > 0:
+            rest = self._buf.shape[1]
+            start = self._seq * f.packet_hop
+            out.append(self._packet(f.frames_for(rest), start + rest))
+            self._buf = self._buf[:, :0]
+        return out
+
+    def _packet(self, n_frames: int, granule: int) -> Packet:
+        side, layers = encode_payload(self.tier, self._buf, n_frames)
+        p = Packet(kind=AUDIO, seq=self._seq, granule=granule, side=side, layers=layers)
+        self._seq += 1
+        return p
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+
+@dataclass
+class DecodeStats:
+    """What a decode met: packets decoded, damage events, samples filled with silence."""
+
+    packets: int = 0
+    damaged: int = 0
+    lost_samples: int = 0      # at the tier rate
+    ended: bool = False
+
+
+class StreamDecoder:
+    """Turns packets (and damage reports) back into PCM (samples, channels) at ``out_rate``.
+
+    Lost or damaged packets become silence of the right length (the frames around the gap fade
+    out and in through their overlap tapers), so the output keeps its timing.
+    """
+
+    def __init__(self, tier: Tier, header: StreamHeader, out_rate: int | None = None) -> None:
+        check_compatible(tier, header)
+        self.tier = tier
+        self.h = header
+        self.out_rate = out_rate or header.original_rate
+        self._ola = [OverlapAdd(tier.framing) for _ in range(header.channels)]
+        self._pos = 0              # samples emitted at the tier rate (final ones)
+        self._expect = 0           # next expected packet sequence number
+        self._rs = None if self.out_rate == tier.sample_rate else soxr.ResampleStream(
+            tier.sample_rate, self.out_rate, header.channels, dtype="float32", quality="VHQ")
+        self._coded_total: int | None = None
+        self._out_total: int | None = None
+        self._emitted = 0          # samples returned at out_rate
+        self.stats = DecodeStats()
+        self._done = False
+        self._closed = False       # the final (short) packet has been decoded
+        self._done_reading = False
+
+    def push(self, item: Packet | Damage) -> np.ndarray:
+        if self._done:
+            return self._empty()
+        if isinstance(item, Damage):
+            self.stats.damaged += 1
+            return self._empty()
+        if item.kind != AUDIO:
+            return self._end(item)
+        return self._audio(item)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.h.channels), np.float32)
+
+    def _audio(self, p: Packet) -> np.ndarray:
+        f = self.tier.framing
+        start = p.seq * f.packet_hop
+        n_frames = f.frames_for(p.granule) - p.seq * f.packet_frames
+        if p.seq < self._expect or n_frames < 1 or n_frames > f.packet_frames \
+                or p.granule <= start:
+            self.stats.damaged += 1  # duplicate, out-of-order or inconsistent packet
+            return self._empty()
+        try:
+            frames = decode_payload(self.tier, p.side, p.layers, self.h.channels, n_frames)
+        except (CodecError, entropy.EntropyError):
+            self.stats.damaged += 1
+            return self._empty()
+        pieces = []
+        if start > self._pos:
+            pieces.append(self._gap(start - self._pos))
+        # Only the final packet is short of a full packet; its last frame has a flat end.
+        last = p.granule < (p.seq + 1) * f.packet_hop
+        out = np.stack([ola.push(frames[c], last) for c, ola in enumerate(self._ola)], axis=1)
+        if last:
+            out = out[: p.granule - start]
+        pieces.append(out)
+        self._pos = p.granule if last else start + n_frames * f.hop
+        self._closed = last
+        self._expect = p.seq + 1
+        self.stats.packets += 1
+        return self._emit(np.concatenate(pieces))
+
+    def _gap(self, n: int) -> np.ndarray:
+        """Silence for lost packets; the pending taper of the last good frame fades out."""
+        self.stats.lost_samples += n
+        out = np.zeros((n, self.h.channels), np.float32)
+        for c, ola in enumerate(self._ola):
+            out[: min(n, ola.pending.shape[0]), c] = ola.pending[:n]
+            ola.reset()
+        return out
+
+    def _end(self, p: Packet) -> np.ndarray:
+        self.stats.ended = True
+        self._coded_total = p.granule
+        if p.original_samples is not None:
+            self._out_total = round(p.original_samples * self.out_rate / self.h.original_rate)
+        self._done_reading = True
+        return self._empty()
+
+    def _emit(self, x: np.ndarray, flush: bool = False) -> np.ndarray:
+        if self._rs is not None:
+            x = self._rs.resample_chunk(x, last=flush)
+        if self._out_total is not None:
+            x = x[: max(0, self._out_total - self._emitted)]
+        self._emitted += x.shape[0]
+        return x
+
+    def finish(self) -> np.ndarray:
+        """Flush pending samples; pad or trim to the exact length the stream announced."""
+        if self._done:
+            return self._empty()
+        self._done = True
+        h = self.h
+        total = self._coded_total
+        if total is None and h.total_samples is not None:
+            total = round(h.total_samples * self.tier.sample_rate / h.original_rate)
+            self._out_total = round(h.total_samples * self.out_rate / h.original_rate)
+        if self._closed:
+            x = self._empty()
+        else:  # the stream stopped on a packet boundary: the last overlap is still pending
+            x = np.stack([ola.pending for ola in self._ola], axis=1)
+            self._pos += x.shape[0]
+        if total is not None:
+            if self._pos > total:
+                x = x[: max(0, x.shape[0] - (self._pos - total))]
+            elif self._pos < total:
+                missing = total - self._pos
+                self.stats.lost_samples += missing
+                x = np.concatenate([x, np.zeros((missing, h.channels), np.float32)])
+        out = self._emit(x, flush=True)
+        if self._out_total is not None and self._emitted < self._out_total:
+            pad = np.zeros((self._out_total - self._emitted, h.channels), np.float32)
+            self._emitted += pad.shape[0]
+            out = np.concatenate([out, pad])
+        return out
+
+
+def check_compatible(tier: Tier, h: StreamHeader) -> None:
+    """Refuse streams made with other weights or an incompatible geometry."""
+    if h.weights_hash != tier.hash:
+        raise TierError(f"stream needs tier {h.tier!r} with weights {h.weights_hash}, but the "
+                        f"installed {tier.name!r} has {tier.hash}")
+    f = tier.framing
+    if (h.sample_rate, h.frame_size, h.hop_size, h.packet_frames) != (
+            tier.sample_rate, f.frame, f.hop, f.packet_frames):
+        raise CodecError("stream geometry does not match its tier")
+    if h.gain_bits != GAIN_BITS:
+        raise CodecError(f"unsupported gain side info ({h.gain_bits} bits)")
+
+
+def encode_array(tier: Tier, pcm: np.ndarray, rate: int) -> list[Packet]:
+    """Whole-signal helper: (samples, channels) → audio packets (no END packet)."""
+    enc = StreamEncoder(tier, rate, 1 if pcm.ndim == 1 else pcm.shape[1])
+    return enc.push(pcm) + enc.finish()
+
+
+def decode_packets(tier: Tier, header: StreamHeader, packets: list[Packet | Damage],
+                   out_rate: int | None = None) -> np.ndarray:
+    """Whole-stream helper: packets → (samples, channels)."""
+    dec = StreamDecoder(tier, header, out_rate)
+    parts = [dec.push(p) for p in packets]
+    parts.append(dec.finish())
+    return np.concatenate(parts)
+

@@ -1,0 +1,171 @@
+"""The NWC module: a 1-D convolutional autoencoder on waveform frames.
+
+Two layer plans share the same building blocks (gated residual blocks with depthwise-separable
+dilated convolutions, strided down-sampling, sub-pixel up-sampling):
+
+* ``paper``: Zhen & Kim's layer list at full sample rate (k=55 convolution to 100 channels,
+  2 gated blocks, stride-2 conv, 2 gated blocks, k=55 conv to one code channel; the decoder
+  mirrors it with a depthwise-separable conv and a sub-pixel shuffle to 50 channels). About
+  6 GFLOP per audio second: accurate but slow on a CPU.
+* ``fast``: the same structure behind a learned strided analysis filterbank (a stride-8
+  convolution, like learned-transform codecs) and a transposed synthesis filterbank, so the
+  residual blocks run at 1/8 or 1/16 of the sample rate. Codes are ``code_channels`` channels
+  at 1/16 of the frame rate: 8 × 32 = 256 symbols per 512-sample frame, as in the paper.
+
+Both map (batch, frame) float frames to (batch, code_channels, steps) latents and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .quantize import Quantizer, make_quantizer
+
+
+@dataclass
+class NWCConfig:
+    """Architecture and quantizer of one NWC module (stored in the tier JSON)."""
+
+    plan: str = "fast"
+    frame: int = 512
+    channels: int = 128          # wide channels of the residual stacks
+    narrow: int = 64             # channels inside a gated block
+    code_channels: int = 8
+    kernel: int = 5              # depthwise kernel of the gated blocks
+    fb_kernel: int = 32          # analysis/synthesis filterbank length (fast plan)
+    fb_stride: int = 8
+    quantizer: str = "noise"     # "noise" | "softmax"
+    levels: int = 31             # symbols per code
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NWCConfig:
+        return cls(**d)
+
+
+class GatedBlock(nn.Module):
+    """Residual block: 1×1 squeeze, depthwise dilated conv with a tanh gate, 1×1 expand."""
+
+    def __init__(self, channels: int, narrow: int, kernel: int, dilation: int,
+                 in_channels: int | None = None, activate: bool = True) -> None:
+        super().__init__()
+        cin = in_channels or channels
+        self.squeeze = nn.Conv1d(cin, narrow, 1)
+        pad = dilation * (kernel - 1) // 2
+        self.depthwise = nn.Conv1d(narrow, 2 * narrow, kernel, padding=pad, dilation=dilation,
+                                   groups=narrow)
+        self.expand = nn.Conv1d(narrow, channels, 1)
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.squeeze(x), 0.2)
+        a, b = self.depthwise(h).chunk(2, dim=1)
+        y = self.expand(a * torch.tanh(b)) + x  # a 1-channel input broadcasts over channels
+        return F.leaky_relu(y, 0.2) if self.activate else y
+
+
+def _stack(channels: int, narrow: int, kernel: int, in_channels: int | None = None
+           ) -> nn.Sequential:
+    return nn.Sequential(
+        GatedBlock(channels, narrow, kernel, 1, in_channels=in_channels),
+        GatedBlock(channels, narrow, kernel, 2, activate=False),
+    )
+
+
+class SubPixel1d(nn.Module):
+    """Sub-pixel up-sampling: (B, C·r, T) → (B, C, T·r) by interleaving channel groups."""
+
+    def __init__(self, r: int) -> None:
+        super().__init__()
+        self.r = r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t = x.shape
+        return x.reshape(b, c // self.r, self.r, t).permute(0, 1, 3, 2).reshape(b, c // self.r,
+                                                                               t * self.r)
+
+
+class SeparableConv1d(nn.Sequential):
+    """Depthwise then pointwise convolution (Keras ``SeparableConv1D``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+        super().__init__(nn.Conv1d(cin, cin, kernel, padding=kernel // 2, groups=cin),
+                         nn.Conv1d(cin, cout, 1))
+
+
+class NWC(nn.Module):
+    """One NWC module: encoder, quantizer and decoder over independent frames."""
+
+    def __init__(self, cfg: NWCConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, n, k = cfg.channels, cfg.narrow, cfg.kernel
+        if cfg.plan == "fast":
+            pad = (cfg.fb_kernel - cfg.fb_stride) // 2
+            self.encoder = nn.Sequential(
+                nn.Conv1d(1, c, cfg.fb_kernel, stride=cfg.fb_stride, padding=pad),
+                nn.LeakyReLU(0.2),
+                _stack(c, n, k),
+                nn.Conv1d(c, c, 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+                _stack(c, n, k),
+                nn.Conv1d(c, cfg.code_channels, 1),
+            )
+            self.decoder = nn.Sequential(
+                nn.Conv1d(cfg.code_channels, c, 3, padding=1),
+                nn.LeakyReLU(0.2),
+                _stack(c, n, k),
+                SeparableConv1d(c, c, 9),
+                nn.LeakyReLU(0.2),
+                SubPixel1d(2),
+                _stack(c // 2, n // 2, k),
+                nn.ConvTranspose1d(c // 2, 1, cfg.fb_kernel, stride=cfg.fb_stride, padding=pad),
+            )
+        elif cfg.plan == "paper":
+            self.encoder = nn.Sequential(
+                nn.Conv1d(1, c, 55, padding=27), nn.LeakyReLU(0.2),
+                _stack(c, n, 15),
+                nn.Conv1d(c, c, 9, stride=2, padding=4), nn.LeakyReLU(0.2),
+                _stack(c, n, 15),
+                nn.Conv1d(c, cfg.code_channels, 55, padding=27),
+            )
+            self.decoder = nn.Sequential(
+                _stack(c, n, 15, in_channels=cfg.code_channels),
+                SeparableConv1d(c, c, 9), nn.LeakyReLU(0.2),
+                SubPixel1d(2),
+                _stack(c // 2, n, 15),
+                nn.Conv1d(c // 2, 1, 55, padding=27),
+            )
+        else:
+            raise ValueError(f"unknown layer plan {cfg.plan!r}; use 'fast' or 'paper'")
+        self.quantizer: Quantizer = make_quantizer(cfg.quantizer, cfg.code_channels, cfg.levels)
+
+    @property
+    def code_steps(self) -> int:
+        """Code time steps per frame."""
+        return self.cfg.frame // (self.cfg.fb_stride * 2) if self.cfg.plan == "fast" \
+            else self.cfg.frame // 2
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, frame) → latents (B, code_channels, steps), before quantization."""
+        return self.encoder(frames[:, None, :])
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, code_channels, steps) dequantized latents → (B, frame)."""
+        return self.decoder(latents)[:, 0, :]
+
+    def forward(self, frames: torch.Tensor, quantize: bool = True):
+        """Training pass: returns (reconstruction, bits per symbol, quantizer penalty, latents)."""
+        y = self.encode(frames)
+        yq, bits, penalty = self.quantizer(y, quantize)
+        return self.decode(yq), bits, penalty, y
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
