@@ -282,6 +282,9 @@ def check_compatible(tier: Tier, h: StreamHeader) -> None:
     if (h.sample_rate, h.frame_size, h.hop_size, h.packet_frames) != (
             tier.sample_rate, f.frame, f.hop, f.packet_frames):
         raise CodecError("stream geometry does not match its tier")
+    if h.coder != entropy.CODER_ID:
+        raise CodecError(f"stream was entropy-coded as {h.coder!r}; this nwc codes "
+                         f"{entropy.CODER_ID!r}")
     if h.gain_bits != GAIN_BITS:
         raise CodecError(f"unsupported gain side info ({h.gain_bits} bits)")
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import constriction
 import numpy as np
 
-CODER_ID = f"constriction-{getattr(constriction, '__version__', '0.5.0')}:range:u32:categorical:perfect=false"
+# Recorded in every stream header; a decoder refuses streams coded with other settings.
+CODER_ID = "constriction-0.5:range:u32:categorical:perfect=false"
 TABLE_TOTAL = 1 << 16
 
 
