@@ -204,6 +204,9 @@ class AtomicOutput:
             raise FileNotFoundError(f"output folder {d} does not exist")
         fd, self.tmp = tempfile.mkstemp(prefix=f".{Path(self.path).name}.", suffix=".part",
                                         dir=d)
+        umask = os.umask(0o022)  # mkstemp makes 0600 files; outputs get the usual mode
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         self.f = os.fdopen(fd, "wb")
         return self.f
 

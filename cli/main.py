@@ -425,6 +425,8 @@ def tiers_cmd(as_json, debug) -> None:
               show_default=True)
 @click.option("--plan", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
 @click.option("--channels", type=int, default=128, show_default=True)
+@click.option("--code-channels", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Code channels per frame (symbols per frame = code channels x steps).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Packets per step.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--warmup-steps", type=int, default=200, show_default=True)
@@ -439,8 +441,8 @@ def tiers_cmd(as_json, debug) -> None:
 @debug_option
 @handle_errors
 def train(data_dir, out, bitrate, name, resume, init_from, device, max_steps, max_minutes,
-          quantizer, plan, channels, batch, lr, warmup_steps, ramp_start, eval_minutes,
-          eval_clips, threads, run_dir, seed, quiet, debug) -> None:
+          quantizer, plan, channels, code_channels, batch, lr, warmup_steps, ramp_start,
+          eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
     from ..codec.train import TrainConfig, parse_bitrate
     from ..codec.train import train as run
@@ -459,7 +461,8 @@ def train(data_dir, out, bitrate, name, resume, init_from, device, max_steps, ma
                       device=device, threads=threads, resume=resume,
                       init_from=init_from or "", run_dir=run_dir or "",
                       model={"quantizer": quantizer, "levels": levels, "plan": plan,
-                             "channels": channels, "narrow": channels // 2})
+                             "channels": channels, "narrow": channels // 2,
+                             "code_channels": code_channels})
     run(cfg, progress=not quiet)
 
 

@@ -193,9 +193,9 @@ class StreamDecoder:
     def _audio(self, p: Packet) -> np.ndarray:
         f = self.tier.framing
         start = p.seq * f.packet_hop
-        n_frames = f.frames_for(p.granule) - p.seq * f.packet_frames
-        if p.seq < self._expect or n_frames < 1 or n_frames > f.packet_frames \
-                or p.granule <= start:
+        # Frames the encoder cut from this packet's own samples (as in StreamEncoder._drain).
+        n_frames = f.frames_for(p.granule - start)
+        if p.seq < self._expect or n_frames > f.packet_frames or p.granule <= start:
             self.stats.damaged += 1  # duplicate, out-of-order or inconsistent packet
             return self._empty()
         try:
@@ -206,8 +206,9 @@ class StreamDecoder:
         pieces = []
         if start > self._pos:
             pieces.append(self._gap(start - self._pos))
-        # Only the final packet is short of a full packet; its last frame has a flat end.
-        last = p.granule < (p.seq + 1) * f.packet_hop
+        # Only the final packet differs from a full one (its granule is the signal length);
+        # its last frame has a flat end.
+        last = p.granule != start + f.packet_hop
         out = np.stack([ola.push(frames[c], last) for c, ola in enumerate(self._ola)], axis=1)
         if last:
             out = out[: p.granule - start]

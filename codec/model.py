@@ -61,12 +61,14 @@ class GatedBlock(nn.Module):
         self.depthwise = nn.Conv1d(narrow, 2 * narrow, kernel, padding=pad, dilation=dilation,
                                    groups=narrow)
         self.expand = nn.Conv1d(narrow, channels, 1)
+        # A 1-channel input broadcasts over the residual; other widths need a 1×1 projection.
+        self.skip = nn.Conv1d(cin, channels, 1) if cin not in (1, channels) else None
         self.activate = activate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.squeeze(x), 0.2)
         a, b = self.depthwise(h).chunk(2, dim=1)
-        y = self.expand(a * torch.tanh(b)) + x  # a 1-channel input broadcasts over channels
+        y = self.expand(a * torch.tanh(b)) + (x if self.skip is None else self.skip(x))
         return F.leaky_relu(y, 0.2) if self.activate else y
 
 

@@ -82,6 +82,9 @@ class Tier:
         tmp = weights.with_suffix(".safetensors.tmp")
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(tmp))
+        umask = os.umask(0o022)  # safetensors writes 0600; tiers are shared, readable files
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         self.weights_sha256 = digest
         if extra:

@@ -149,7 +149,7 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> dict:
                      original_samples=x.shape[0])
         total_bytes += sum(len(encode_packet(p)) for p in packets) + len(encode_packet(end))
         for p in packets:
-            n = tier.framing.frames_for(p.granule) - p.seq * tier.framing.packet_frames
+            n = tier.framing.frames_for(p.granule - p.seq * tier.framing.packet_hop)
             shape = (n, tier.config.code_channels, tier.model.code_steps)
             ideal_bits += tier.tables.ideal_bits(entropy.decode(p.layers[0], tier.tables, shape))
         y = api.decode_packets(tier, h, packets + [end])[:, 0]
@@ -249,7 +249,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     model.to(device)
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+        # The quantizer's parameters get no gradient during warm-up (no quantization, no rate
+        # term), which plain DDP rejects.
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ctrl = RateController()
     step, elapsed, history = 0, 0.0, []
@@ -264,8 +266,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
 
     side_bps = GAIN_BITS * cfg.sample_rate / framing.packet_hop
     sym_per_s = (model.code_steps * mcfg.code_channels) * cfg.sample_rate / framing.hop
-    # Leave ~3 % for coder flushes and packet headers; the rest is code bits.
-    target = (cfg.bitrate * 0.97 - side_bps) / sym_per_s
+    # Code bits per symbol; coder flushes and packet headers are folded into ``rate_fix``.
+    target = (cfg.bitrate - side_bps) / sym_per_s
 
     def progress_of() -> float:
         parts = []
@@ -349,8 +351,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         if quantize and dev and now - last_eval > cfg.eval_minutes * 60:
             t = export(None)
             m = t.meta["dev"]
-            est = (float(ctrl.ema) * sym_per_s + side_bps) / 1000
-            rate_fix = float(np.clip(m["kbps"] / max(est, 1e-3) * rate_fix, 0.5, 1.5))
+            # Real coded bits (tables, coder flushes, packet headers) per estimated code bit.
+            est_bps = float(ctrl.ema) * sym_per_s
+            rate_fix = float(np.clip((m["kbps"] * 1000 - side_bps) / max(est_bps, 1.0), 0.5, 2.0))
             history.append({"step": step, "minutes": round(elapsed / 60, 1), **m})
             _log(f"[eval] step {step} {elapsed / 60:.1f} min: {json.dumps(m)}")
             t.save(out, {"history": history})

@@ -1,0 +1,103 @@
+"""`nwc train` end to end, through the real command line: a tiny model for a few steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import speech_like, write_wav
+from nwc.codec import tier as tiers
+from nwc.codec.api import decode_packets, encode_array, header_for
+
+TINY_ARGS = ["--warmup-steps", "5", "--channels", "8", "--code-channels", "2",
+             "--eval-clips", "2", "--batch", "4", "--threads", "1", "-q"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def train_cli(*args: str | Path, launcher: list[str] | None = None,
+              timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, *(launcher or []), "-m", "nwc", "train", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    (d / "dev").mkdir()
+    (d / "speaker1").mkdir()
+    for i in range(3):
+        write_wav(d / f"a{i}.wav", 1.2, 16000, 1, seed=i)
+    write_wav(d / "speaker1" / "b.wav", 1.0, 22050, 2, seed=5)  # resampled and mixed down
+    for i in range(2):
+        write_wav(d / "dev" / f"d{i}.wav", 1.1, 16000, 1, seed=10 + i)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "mini"
+    r = train_cli(data_dir, "--out", out, "--max-steps", "20", *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_train_writes_a_loadable_tier(trained: Path) -> None:
+    weights, meta_file = trained.with_suffix(".safetensors"), trained.with_suffix(".json")
+    assert weights.stat().st_size > 0 and meta_file.stat().st_size > 0
+    doc = json.loads(meta_file.read_text())
+    assert doc["name"] == "mini" and doc["config"]["channels"] == 8
+    assert doc["config"]["code_channels"] == 2
+    dev = doc["meta"]["dev"]
+    assert dev["clips"] == 2 and np.isfinite(dev["kbps"]) and dev["kbps"] > 0
+    assert 0 < dev["ideal_kbps"] <= dev["kbps"]  # the real rate includes coder and framing
+    assert doc["meta"]["training"]["steps"] == 20
+    t = tiers.load_path(meta_file)
+    assert t.kbps == dev["kbps"] and t.name == "mini"
+    # The exported tier codes audio with the exact length.
+    x = speech_like(0.9, seed=3)
+    packets = encode_array(t, x, 16000)
+    y = decode_packets(t, header_for(t, 16000, 1, x.shape[0]), packets)
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
+def test_resume_continues_from_checkpoint(trained: Path, data_dir: Path) -> None:
+    run_dir = trained.parent / f".{trained.name}.run"
+    assert (run_dir / "ckpt.safetensors").exists() and (run_dir / "ckpt.json").exists()
+    assert json.loads((run_dir / "ckpt.json").read_text())["step"] == 20
+    r = train_cli(data_dir, "--out", trained, "--max-steps", "26", "--resume", *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr and "step 20" in r.stderr
+    doc = json.loads(trained.with_suffix(".json").read_text())
+    assert doc["meta"]["training"]["steps"] == 26
+    assert json.loads((run_dir / "ckpt.json").read_text())["step"] == 26
+    tiers.load_path(trained.with_suffix(".json"))
+
+
+def test_train_usage_errors(data_dir: Path, tmp_path: Path) -> None:
+    r = train_cli(data_dir, "--out", tmp_path / "x")  # neither --max-steps nor --max-minutes
+    assert r.returncode == 2 and "max-steps" in r.stderr
+    r = train_cli(data_dir, "--out", tmp_path / "x", "--max-steps", "1", "-b", "3")
+    assert r.returncode == 2 and "bitrate" in r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_ddp_two_processes_on_cpu(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    r = train_cli(data_dir, "--out", out, "--max-steps", "6", "--device", "cpu",
+                  *TINY_ARGS, launcher=launcher)
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = tiers.load_path(out.with_suffix(".json"))
+    training = t.meta["training"]
+    assert training["world_size"] == 2 and training["steps"] == 6
+    assert training["device"] == "cpu"
