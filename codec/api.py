@@ -229,6 +229,16 @@ class StreamDecoder:
         return out
 
     def _end(self, p: Packet) -> np.ndarray:
+        # A genuine END follows at most `seq` audio packets, and its two lengths agree with
+        # the rate ratio; anything else is a forged length that could force huge outputs.
+        f = self.tier.framing
+        h = self.h
+        expect = None if p.original_samples is None else \
+            p.granule * h.original_rate / h.sample_rate
+        if p.granule > p.seq * f.packet_hop + f.overlap or (
+                expect is not None and abs(p.original_samples - expect) > 1 + expect * 1e-6):
+            self.stats.damaged += 1
+            return self._empty()
         self.stats.ended = True
         self._coded_total = p.granule
         if p.original_samples is not None:

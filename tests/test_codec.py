@@ -136,9 +136,11 @@ def test_softmax_quantizer_training_and_inference() -> None:
     soft, bits, penalty = q(y, quantize=True)
     c = q.centroids.detach()
     assert soft.shape == y.shape
+    soft = soft.detach()
     assert float(soft.min()) >= float(c.min()) - 1e-6 and float(soft.max()) <= float(c.max())
-    assert math.isfinite(float(bits)) and 0 < float(bits) <= 3 + 1e-6
-    assert float(penalty) > 0
+    bits, penalty = float(bits.detach()), float(penalty.detach())
+    assert math.isfinite(bits) and 0 < bits <= 3 + 1e-6
+    assert penalty > 0
 
     lat = np.random.default_rng(1).normal(0, 2, (6, 2, 16)).astype(np.float32)
     s = q.to_symbols(lat)
