@@ -167,13 +167,23 @@ def wav_header(rate: int, channels: int, bits: str, frames: int | None) -> bytes
             + b"data" + struct.pack("<I", data))
 
 
+def pcm_ints(x: np.ndarray, bits: str) -> np.ndarray:
+    """Float samples to integers: int16, or int32 holding 24-bit values in the low bits.
+
+    One conversion for every output path, so a pipe and a file carry identical samples.
+    """
+    if bits == "16":
+        return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2")
+    return np.clip(np.rint(x * 8388608.0), -8388608, 8388607).astype("<i4")
+
+
 def pcm_bytes(x: np.ndarray, bits: str) -> bytes:
     """Interleave float (frames, channels) as little-endian PCM."""
     if bits == "float":
         return np.ascontiguousarray(x, "<f4").tobytes()
+    v = pcm_ints(x, bits)
     if bits == "16":
-        return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2").tobytes()
-    v = np.clip(np.rint(x * 8388608.0), -8388608, 8388607).astype("<i4")
+        return v.tobytes()
     return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 

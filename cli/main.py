@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..formats import container as fmt
-from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, wav_header
+from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, pcm_ints, wav_header
 
 DEFAULT_TIER = "speech-16k"
 
@@ -292,7 +292,12 @@ class _PcmWriter:
             return
         self.frames += x.shape[0]
         if self.sf is not None:
-            self.sf.write(x)
+            # soundfile writes int32 arrays by their top 24 bits for PCM_24.
+            if self.bits == "float":
+                self.sf.write(x)
+            else:
+                v = pcm_ints(x, self.bits)
+                self.sf.write(v if self.bits == "16" else v << 8)
         else:
             self.f.write(pcm_bytes(x, self.bits))
 
