@@ -175,7 +175,6 @@ class StreamDecoder:
         self.stats = DecodeStats()
         self._done = False
         self._closed = False       # the final (short) packet has been decoded
-        self._done_reading = False
 
     def push(self, item: Packet | Damage) -> np.ndarray:
         if self._done:
@@ -243,7 +242,6 @@ class StreamDecoder:
         self._coded_total = p.granule
         if p.original_samples is not None:
             self._out_total = round(p.original_samples * self.out_rate / self.h.original_rate)
-        self._done_reading = True
         return self._empty()
 
     def _emit(self, x: np.ndarray, flush: bool = False) -> np.ndarray:
