@@ -86,6 +86,8 @@ class OverlapAdd:
         self.f = framing
         self._tail = np.zeros(framing.overlap, dtype=np.float32)
         self._started = False
+        # The four windows (first/last or not), built once: push() is on the decode hot path.
+        self._windows = {(a, b): framing.window(a, b) for a in (False, True) for b in (False, True)}
 
     def push(self, frames: np.ndarray, last: bool) -> np.ndarray:
         f = self.f
@@ -94,7 +96,7 @@ class OverlapAdd:
         for j in range(n):
             first = not self._started and j == 0
             is_last = last and j == n - 1
-            y = frames[j] * f.window(first, is_last)
+            y = frames[j] * self._windows[(first, is_last)]
             y[: f.overlap] += self._tail
             seg = y[: f.hop] if not is_last else y
             out[j * f.hop : j * f.hop + seg.shape[0]] = seg

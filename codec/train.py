@@ -86,10 +86,11 @@ def parse_bitrate(text: str) -> float:
 def overlap_add(frames: torch.Tensor, framing: Framing) -> torch.Tensor:
     """(B, n, frame) decoded frames → (B, span) with the decoder's synthesis windows."""
     b, n, _ = frames.shape
+    windows = torch.from_numpy(np.stack([framing.window(j == 0, j == n - 1) for j in range(n)]))
+    frames = frames * windows.to(frames.device)
     out = frames.new_zeros(b, framing.packet_span(n))
     for j in range(n):
-        w = torch.from_numpy(framing.window(j == 0, j == n - 1)).to(frames.device)
-        out[:, j * framing.hop: j * framing.hop + framing.frame] += frames[:, j] * w
+        out[:, j * framing.hop: j * framing.hop + framing.frame] += frames[:, j]
     return out
 
 
@@ -308,6 +309,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         model.train()
         return t
 
+    def checkpoint() -> None:
+        _save_checkpoint(run_dir, model, opt, {
+            "step": step, "elapsed": elapsed, "log_lam": ctrl.log_lam, "ema": ctrl.ema,
+            "rate_fix": rate_fix, "history": history})
+
     while True:
         p = progress_of()
         if (cfg.max_steps and step >= cfg.max_steps) or (cfg.max_minutes and p >= 1.0):
@@ -359,17 +365,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
             t.save(out, {"history": history})
             last_eval = time.time()
         if now - last_ckpt > cfg.checkpoint_minutes * 60:
-            _save_checkpoint(run_dir, model, opt, {
-                "step": step, "elapsed": elapsed, "log_lam": ctrl.log_lam, "ema": ctrl.ema,
-                "rate_fix": rate_fix, "history": history})
+            checkpoint()
             last_ckpt = time.time()
 
     if bar is not None:
         bar.close()
     if rank == 0:
-        _save_checkpoint(run_dir, model, opt, {
-            "step": step, "elapsed": elapsed, "log_lam": ctrl.log_lam, "ema": ctrl.ema,
-            "rate_fix": rate_fix, "history": history})
+        checkpoint()
         tier = export(None)
         tier.meta["history"] = history + [{"step": step, "minutes": round(elapsed / 60, 1),
                                            **tier.meta["dev"]}]
