@@ -16,55 +16,105 @@ import soxr
 import torch
 
 from ..formats.container import AUDIO, Damage, Packet, StreamHeader
-from . import entropy
+from . import entropy, lpc
 from .framing import OverlapAdd, split_frames
 from .gain import GAIN_BITS, gain_code, gain_value
 from .tier import Tier, TierError
+
+
+_IDENTITY = np.eye(1, lpc.ORDER + 1)[0]   # A(z) = 1: before any decoded filter
 
 
 class CodecError(ValueError):
     """Input the codec cannot code, or a stream it cannot decode."""
 
 
-def encode_payload(tier: Tier, x: np.ndarray, n_frames: int) -> tuple[bytes, list[bytes]]:
-    """Code one packet: ``x`` is (channels, ≥span) at the tier rate. Returns (side, layers)."""
+def _lpc_analyze(tier: Tier, x: np.ndarray, n_frames: int,
+                 states: list[lpc.LPCEncoderState]) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-processed packet samples (channels, span) → (LPC residual, LSF symbols)."""
+    f = tier.framing
+    span = f.packet_span(n_frames)
+    idx = lpc.set_index(span, f.hop, f.overlap, n_frames)
+    res = np.empty((x.shape[0], span), dtype=np.float32)
+    symbols = []
+    for c, st in enumerate(states):
+        xc = x[c].astype(np.float64)
+        lsf = lpc.lpc_to_lsf(lpc.lpc_analysis(split_frames(xc, f, n_frames), tier.sample_rate))
+        sym = tier.model.lsf.to_symbols(lsf)
+        aq = lpc.lsf_to_lpc(tier.model.lsf.from_symbols(sym))
+        sets = np.vstack([aq[:1] if st.prev is None else st.prev[None], aq])
+        res[c] = lpc.residual(np.concatenate([st.hist, xc]), sets, idx)
+        if n_frames == f.packet_frames:  # the next packet filters on from here
+            st.hist = xc[f.packet_hop - lpc.ORDER: f.packet_hop].copy()
+        st.prev = aq[-1]
+        symbols.append(sym)
+    return res, np.concatenate(symbols)
+
+
+def encode_payload(tier: Tier, x: np.ndarray, n_frames: int,
+                   states: list[lpc.LPCEncoderState] | None = None,
+                   n_layers: int | None = None) -> tuple[bytes, list[bytes]]:
+    """Code one packet: ``x`` is (channels, ≥span) at the tier rate (pre-processed for LPC
+    tiers, whose per-channel ``states`` carry filter memory between packets).
+    Returns (side, layers), the first ``n_layers`` layers (default: all)."""
     f = tier.framing
     span = f.packet_span(n_frames)
     x = x[:, :span]
+    if x.shape[1] < span:
+        x = np.pad(x, ((0, 0), (0, span - x.shape[1])))
+    lsf_symbols = None
+    if tier.lpc:
+        if states is None:
+            raise CodecError("an LPC tier needs encoder states")
+        x, lsf_symbols = _lpc_analyze(tier, x, n_frames, states)
     codes = [gain_code(ch) for ch in x]
     gains = np.array([gain_value(c) for c in codes], dtype=np.float32)[:, None]
-    frames = split_frames(x / gains, f, n_frames)  # (channels, n_frames, frame)
-    with torch.inference_mode():
-        lat = tier.model.encode(torch.from_numpy(frames.reshape(-1, f.frame).astype(np.float32)))
-    symbols = tier.model.quantizer.to_symbols(lat.numpy())
-    return bytes(codes), [entropy.encode(symbols, tier.tables)]
+    frames = split_frames(x / gains, f, n_frames).reshape(-1, f.frame)
+    symbols = tier.model.encode_frames(frames, n_layers or tier.layers)
+    layers = []
+    for k, sym in enumerate(symbols):
+        parts = [(sym, tier.tables[k])]
+        if k == 0 and lsf_symbols is not None:  # the LSFs travel in the base layer
+            parts.insert(0, (lsf_symbols, tier.lsf_tables))
+        layers.append(entropy.encode_many(parts))
+    return bytes(codes), layers
 
 
 def decode_payload(tier: Tier, side: bytes, layers: list[bytes], channels: int,
-                   n_frames: int) -> np.ndarray:
-    """Inverse of ``encode_payload``: returns decoded frames (channels, n_frames, frame)."""
+                   n_frames: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inverse of ``encode_payload`` for the layers present (extra ones are ignored).
+
+    Returns decoded frames (channels, n_frames, frame) — LPC residual frames for LPC tiers —
+    and, for LPC tiers, the quantized LPC sets (channels, n_frames, ORDER+1).
+    """
     if len(side) != channels * GAIN_BITS // 8:
         raise CodecError(f"packet side info has {len(side)} bytes, expected {channels}")
     if not layers:
         raise CodecError("packet carries no layers")
     m = tier.model
-    shape = (channels * n_frames, tier.config.code_channels, m.code_steps)
-    symbols = entropy.decode(layers[0], tier.tables, shape)
-    with torch.inference_mode():
-        y = m.decode(torch.from_numpy(m.quantizer.from_symbols(symbols)))
-    frames = y.numpy().reshape(channels, n_frames, tier.framing.frame)
+    shape = (channels * n_frames, tier.config.nwc.code_channels, m.code_steps)
+    base = [(tier.tables[0], shape)]
+    if tier.lpc:
+        base.insert(0, (tier.lsf_tables, (channels * n_frames, lpc.ORDER, 1)))
+    decoded = entropy.decode_many(layers[0], base)
+    symbols = [decoded[-1]] + [entropy.decode(layers[k], tier.tables[k], shape)
+                               for k in range(1, min(len(layers), tier.layers))]
+    frames = m.decode_frames(symbols).reshape(channels, n_frames, tier.framing.frame)
     gains = np.array([gain_value(c) for c in side], dtype=np.float32)
-    return frames * gains[:, None, None]
+    sets = None
+    if tier.lpc:
+        sets = lpc.lsf_to_lpc(m.lsf.from_symbols(decoded[0])).reshape(channels, n_frames, -1)
+    return frames * gains[:, None, None], sets
 
 
 def header_for(tier: Tier, input_rate: int, channels: int, total_samples: int | None,
-               tags: dict[str, str] | None = None) -> StreamHeader:
+               tags: dict[str, str] | None = None, layers: int | None = None) -> StreamHeader:
     """The stream header for coding ``channels`` channels of ``input_rate`` audio."""
     f = tier.framing
     return StreamHeader(
         sample_rate=tier.sample_rate, original_rate=input_rate, channels=channels,
         total_samples=total_samples, codec_delay=0, tier=tier.name, model_id=tier.model_id,
-        weights_hash=tier.hash, frame_size=f.frame, hop_size=f.hop, num_layers=1,
+        weights_hash=tier.hash, frame_size=f.frame, hop_size=f.hop, num_layers=layers or tier.layers,
         packet_frames=f.packet_frames, gain_bits=GAIN_BITS, coder=entropy.CODER_ID,
         tags=dict(tags or {}))
 
@@ -76,10 +126,15 @@ class StreamEncoder:
     >>> packets = enc.push(chunk) + enc.push(chunk2) + enc.finish()
     """
 
-    def __init__(self, tier: Tier, input_rate: int, channels: int) -> None:
+    def __init__(self, tier: Tier, input_rate: int, channels: int,
+                 layers: int | None = None) -> None:
         if channels < 1 or channels > 255:
             raise CodecError(f"cannot code {channels} channels (1 to 255)")
+        if layers is not None and not 1 <= layers <= tier.layers:
+            raise CodecError(f"tier {tier.name!r} has {tier.layers} layer(s), not {layers}")
         self.tier = tier
+        self.layers = layers or tier.layers
+        self._lpc = [lpc.LPCEncoderState() for _ in range(channels)] if tier.lpc else None
         self.channels = channels
         self.input_rate = input_rate
         self._rs = None if input_rate == tier.sample_rate else soxr.ResampleStream(
@@ -108,7 +163,10 @@ class StreamEncoder:
         if self._rs is not None:
             pcm = self._rs.resample_chunk(pcm, last=last)
         self.coded_samples += pcm.shape[0]
-        self._buf = np.concatenate([self._buf, pcm.T], axis=1)
+        chunk = pcm.T
+        if self._lpc is not None:  # pre-filter as samples arrive: chunking cannot change it
+            chunk = np.stack([st.pre(ch) for st, ch in zip(self._lpc, chunk)]).astype(np.float32)
+        self._buf = np.concatenate([self._buf, chunk], axis=1)
         return self._drain(final=False)
 
     def finish(self) -> list[Packet]:
@@ -132,7 +190,7 @@ class StreamEncoder:
         return out
 
     def _packet(self, n_frames: int, granule: int) -> Packet:
-        side, layers = encode_payload(self.tier, self._buf, n_frames)
+        side, layers = encode_payload(self.tier, self._buf, n_frames, self._lpc, self.layers)
         p = Packet(kind=AUDIO, seq=self._seq, granule=granule, side=side, layers=layers)
         self._seq += 1
         return p
@@ -165,6 +223,9 @@ class StreamDecoder:
         self.h = header
         self.out_rate = out_rate or header.original_rate
         self._ola = [OverlapAdd(tier.framing) for _ in range(header.channels)]
+        self._lpc = [lpc.LPCDecoderState() for _ in range(header.channels)] \
+            if tier.lpc else None
+        self._layers = max(1, min(header.num_layers, tier.layers))
         self._pos = 0              # samples emitted at the tier rate (final ones)
         self._expect = 0           # next expected packet sequence number
         self._rs = None if self.out_rate == tier.sample_rate else soxr.ResampleStream(
@@ -198,7 +259,8 @@ class StreamDecoder:
             self.stats.damaged += 1  # duplicate, out-of-order or inconsistent packet
             return self._empty()
         try:
-            frames = decode_payload(self.tier, p.side, p.layers, self.h.channels, n_frames)
+            frames, sets = decode_payload(self.tier, p.side, p.layers[: self._layers],
+                                          self.h.channels, n_frames)
         except (CodecError, entropy.EntropyError):
             self.stats.damaged += 1
             return self._empty()
@@ -209,6 +271,8 @@ class StreamDecoder:
         # its last frame has a flat end.
         last = p.granule != start + f.packet_hop
         out = np.stack([ola.push(frames[c], last) for c, ola in enumerate(self._ola)], axis=1)
+        if sets is not None:
+            out = self._synthesize(out, sets, n_frames)
         if last:
             out = out[: p.granule - start]
         pieces.append(out)
@@ -225,6 +289,25 @@ class StreamDecoder:
         for c, ola in enumerate(self._ola):
             out[: min(n, ola.pending.shape[0]), c] = ola.pending[:n]
             ola.reset()
+        return self._synthesize(out, None, 0) if self._lpc is not None else out
+
+    def _synthesize(self, res: np.ndarray, sets: np.ndarray | None, n_frames: int
+                    ) -> np.ndarray:
+        """LPC synthesis of residual samples (samples, channels) that start a packet.
+
+        ``sets`` (channels, n_frames, ORDER+1) are the packet's filters; without them (gaps,
+        the final flush) the last decoded filter continues.
+        """
+        assert self._lpc is not None
+        f = self.tier.framing
+        idx = lpc.set_index(res.shape[0], f.hop, f.overlap, n_frames)
+        out = np.empty_like(res)
+        for c, st in enumerate(self._lpc):
+            prev = st.prev if st.prev is not None else _IDENTITY
+            own = sets[c] if sets is not None else np.zeros((0, prev.shape[0]))
+            out[:, c] = st.synthesize(res[:, c], np.vstack([prev[None], own]), idx)
+            if sets is not None:
+                st.prev = sets[c, -1]
         return out
 
     def _end(self, p: Packet) -> np.ndarray:
@@ -266,6 +349,8 @@ class StreamDecoder:
             x = self._empty()
         else:  # the stream stopped on a packet boundary: the last overlap is still pending
             x = np.stack([ola.pending for ola in self._ola], axis=1)
+            if self._lpc is not None:
+                x = self._synthesize(x, None, 0)
             self._pos += x.shape[0]
         if total is not None:
             if self._pos > total:
@@ -298,9 +383,10 @@ def check_compatible(tier: Tier, h: StreamHeader) -> None:
         raise CodecError(f"unsupported gain side info ({h.gain_bits} bits)")
 
 
-def encode_array(tier: Tier, pcm: np.ndarray, rate: int) -> list[Packet]:
+def encode_array(tier: Tier, pcm: np.ndarray, rate: int, layers: int | None = None
+                 ) -> list[Packet]:
     """Whole-signal helper: (samples, channels) → audio packets (no END packet)."""
-    enc = StreamEncoder(tier, rate, 1 if pcm.ndim == 1 else pcm.shape[1])
+    enc = StreamEncoder(tier, rate, 1 if pcm.ndim == 1 else pcm.shape[1], layers)
     return enc.push(pcm) + enc.finish()
 
 

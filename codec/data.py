@@ -58,16 +58,25 @@ class PacketSampler:
         self.p = lengths / lengths.sum()
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, n: int) -> np.ndarray:
-        out = np.empty((n, self.span), dtype=np.float32)
+    def raw_batch(self, n: int, history: int = 0) -> np.ndarray:
+        """(n, history + span) raw segments: a random packet span and the samples before it
+        (zeros before a file's start), skipping most near-silent packets."""
+        out = np.zeros((n, history + self.span), dtype=np.float32)
         i = 0
         while i < n:
             s = self.signals[self.rng.choice(len(self.signals), p=self.p)]
             o = int(self.rng.integers(0, s.shape[0] - self.span))
             seg = s[o: o + self.span]
-            code = gain_code(seg)
-            if code < 80 and self.rng.random() < 0.9:  # below -60 dBFS RMS
+            if gain_code(seg) < 80 and self.rng.random() < 0.9:  # below -60 dBFS RMS
                 continue
-            out[i] = seg / gain_value(code)
+            lo = max(0, o - history)
+            out[i, history - (o - lo):] = s[lo: o + self.span]
             i += 1
+        return out
+
+    def batch(self, n: int) -> np.ndarray:
+        """(n, span) packets, each divided by its quantized gain, as the encoder does."""
+        out = self.raw_batch(n)
+        for row in out:
+            row /= gain_value(gain_code(row))
         return out

@@ -70,28 +70,44 @@ def tables_from_histogram(hist: np.ndarray, total: int = TABLE_TOTAL) -> CodeTab
     return CodeTables(freqs)
 
 
+def encode_many(parts: list[tuple[np.ndarray, CodeTables]]) -> bytes:
+    """Range-code several symbol arrays, each (..., channels, time) with its own tables, into
+    one stream (one flush), channel by channel; little-endian 32-bit words."""
+    enc = constriction.stream.queue.RangeEncoder()
+    for symbols, tables in parts:
+        s = np.ascontiguousarray(symbols, dtype=np.int32)
+        s = s.reshape(-1, tables.channels, s.shape[-1])
+        for c in range(tables.channels):
+            enc.encode(np.ascontiguousarray(s[:, c, :].ravel()), tables._models[c])
+    return enc.get_compressed().astype("<u4").tobytes()
+
+
+def decode_many(data: bytes, parts: list[tuple[CodeTables, tuple[int, ...]]]
+                ) -> list[np.ndarray]:
+    """Inverse of ``encode_many``: one (tables, shape) per coded array, in order."""
+    if len(data) % 4:
+        raise EntropyError("payload is not a whole number of 32-bit words")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    outs = []
+    try:
+        dec = constriction.stream.queue.RangeDecoder(words)
+        for tables, shape in parts:
+            lead = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            t = shape[-1]
+            out = np.empty((lead, tables.channels, t), dtype=np.int32)
+            for c in range(tables.channels):
+                out[:, c, :] = np.asarray(dec.decode(tables._models[c], lead * t)).reshape(lead, t)
+            outs.append(out.reshape(shape))
+    except Exception as e:  # constriction raises plain errors on invalid data
+        raise EntropyError(f"range decoding failed: {e}") from None
+    return outs
+
+
 def encode(symbols: np.ndarray, tables: CodeTables) -> bytes:
     """Range-code symbols shaped (..., channels, time) channel by channel; little-endian words."""
-    s = np.ascontiguousarray(symbols, dtype=np.int32)
-    s = s.reshape(-1, tables.channels, s.shape[-1])
-    enc = constriction.stream.queue.RangeEncoder()
-    for c in range(tables.channels):
-        enc.encode(np.ascontiguousarray(s[:, c, :].ravel()), tables._models[c])
-    return enc.get_compressed().astype("<u4").tobytes()
+    return encode_many([(symbols, tables)])
 
 
 def decode(data: bytes, tables: CodeTables, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of ``encode``: ``shape`` is (..., channels, time) of the coded symbols."""
-    if len(data) % 4:
-        raise EntropyError("payload is not a whole number of 32-bit words")
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    lead = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-    t = shape[-1]
-    out = np.empty((lead, tables.channels, t), dtype=np.int32)
-    try:
-        dec = constriction.stream.queue.RangeDecoder(words)
-        for c in range(tables.channels):
-            out[:, c, :] = np.asarray(dec.decode(tables._models[c], lead * t)).reshape(lead, t)
-    except Exception as e:  # constriction raises plain errors on invalid data
-        raise EntropyError(f"range decoding failed: {e}") from None
-    return out.reshape(shape)
+    return decode_many(data, [(tables, shape)])[0]

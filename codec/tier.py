@@ -1,7 +1,9 @@
-"""Tiers: a trained NWC module plus its code tables, stored as NAME.safetensors + NAME.json.
+"""Tiers: a trained codec plus its code tables, stored as NAME.safetensors + NAME.json.
 
-The JSON holds the architecture, framing, integer code tables, the sha256 of the safetensors
-file, and what training measured. Loading is strict (every tensor must match) and checks the
+The JSON holds the architecture (a CMRL cascade of NWC stages, optionally behind the LPC
+module), framing, integer code tables per layer, the sha256 of the safetensors file, and what
+training measured. Format 1 (a single NWC module) still loads, as a one-stage cascade with the
+same stream hash, so streams written by earlier versions stay decodable. Loading is strict (every tensor must match) and checks the
 hash, so a stream can name exactly the weights it needs. No pickle anywhere.
 
 Tiers are looked up in the shipped ``nwc/weights`` folder and in the folders listed in the
@@ -19,11 +21,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .cascade import Cascade, CascadeConfig
 from .entropy import CodeTables
 from .framing import Framing
-from .model import NWC, NWCConfig
+from .model import NWCConfig
 
-TIER_FORMAT = "nwc-tier-1"
+TIER_FORMAT = "nwc-tier-2"
+LEGACY_FORMAT = "nwc-tier-1"   # one NWC module, no LPC
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -38,11 +42,28 @@ class Tier:
     name: str
     sample_rate: int
     framing: Framing
-    config: NWCConfig
-    model: NWC
-    tables: CodeTables
+    config: CascadeConfig
+    model: Cascade
+    tables: list[CodeTables]            # one per stage (= bitstream layer)
+    lsf_tables: CodeTables | None = None
     meta: dict = field(default_factory=dict)
     weights_sha256: str = ""
+    legacy: bool = False                # format-1 tier: keep its original stream hash
+
+    @property
+    def layers(self) -> int:
+        return self.config.stages
+
+    @property
+    def lpc(self) -> bool:
+        return self.config.lpc
+
+    def layer_kbps(self) -> list[float | None]:
+        """Measured real bitrate of each layer prefix (1..layers) on the dev set."""
+        per = self.meta.get("dev_layers")
+        if per and len(per) == self.layers:
+            return [m.get("kbps") for m in per]
+        return [None] * (self.layers - 1) + [self.kbps]
 
     @property
     def model_id(self) -> str:
@@ -57,7 +78,7 @@ class Tier:
 
     @property
     def symbols_per_second(self) -> float:
-        steps = self.model.code_steps * self.config.code_channels
+        steps = self.model.code_steps * self.config.nwc.code_channels
         return steps * self.sample_rate / self.framing.hop
 
     @property
@@ -66,12 +87,16 @@ class Tier:
         return self.meta.get("dev", {}).get("kbps")
 
     def _coding_dict(self) -> dict:
+        framing = {"frame": self.framing.frame, "hop": self.framing.hop,
+                   "packet_frames": self.framing.packet_frames}
+        if self.legacy:
+            return {"sample_rate": self.sample_rate, "framing": framing,
+                    "config": self.config.nwc.to_dict(), "tables": self.tables[0].to_list()}
         return {
-            "sample_rate": self.sample_rate,
-            "framing": {"frame": self.framing.frame, "hop": self.framing.hop,
-                        "packet_frames": self.framing.packet_frames},
-            "config": self.config.to_dict(),
-            "tables": self.tables.to_list(),
+            "sample_rate": self.sample_rate, "framing": framing,
+            "cascade": self.config.to_dict(),
+            "tables": [t.to_list() for t in self.tables],
+            "lsf_tables": None if self.lsf_tables is None else self.lsf_tables.to_list(),
         }
 
     def save(self, stem: Path, extra: dict | None = None) -> None:
@@ -80,6 +105,7 @@ class Tier:
         stem.parent.mkdir(parents=True, exist_ok=True)
         weights = stem.with_suffix(".safetensors")
         tmp = weights.with_suffix(".safetensors.tmp")
+        self.legacy = False  # saving always writes the current format
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(tmp))
         umask = os.umask(0o022)  # safetensors writes 0600; tiers are shared, readable files
@@ -97,14 +123,30 @@ class Tier:
         os.replace(jtmp, stem.with_suffix(".json"))
 
 
-def build(name: str, sample_rate: int, framing: Framing, config: NWCConfig,
-          tables: CodeTables, state: dict | None = None, meta: dict | None = None) -> Tier:
-    """Assemble a tier from parts (used by training and tests)."""
-    model = NWC(config)
+def build(name: str, sample_rate: int, framing: Framing, config: CascadeConfig | NWCConfig,
+          tables: list[CodeTables] | CodeTables, state: dict | None = None,
+          meta: dict | None = None, lsf_tables: CodeTables | None = None) -> Tier:
+    """Assemble a tier from parts (used by training and tests).
+
+    A bare ``NWCConfig`` with one table set builds a one-stage cascade; its state dict may use
+    the single module's key names (as format-1 files do).
+    """
+    if isinstance(config, NWCConfig):
+        config = CascadeConfig(nwc=config)
+    if isinstance(tables, CodeTables):
+        tables = [tables]
+    if len(tables) != config.stages:
+        raise ValueError(f"{config.stages} stages but {len(tables)} code tables")
+    if config.lpc != (lsf_tables is not None):
+        raise ValueError("LSF code tables are needed exactly when the tier has LPC")
+    model = Cascade(config)
     if state is not None:
+        if not any(k.startswith("stages.") for k in state):
+            state = {f"stages.0.{k}": v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
     model.eval()
-    return Tier(name, sample_rate, framing, config, model, tables, dict(meta or {}))
+    return Tier(name, sample_rate, framing, config, model, list(tables), lsf_tables,
+                dict(meta or {}))
 
 
 def load_path(json_path: Path) -> Tier:
@@ -114,7 +156,7 @@ def load_path(json_path: Path) -> Tier:
         doc = json.loads(json_path.read_text())
     except (OSError, ValueError) as e:
         raise TierError(f"cannot read tier file {json_path}: {e}") from None
-    if doc.get("format") != TIER_FORMAT:
+    if doc.get("format") not in (TIER_FORMAT, LEGACY_FORMAT):
         raise TierError(f"{json_path} is not an nwc tier (format {doc.get('format')!r})")
     weights = json_path.with_suffix(".safetensors")
     try:
@@ -124,14 +166,23 @@ def load_path(json_path: Path) -> Tier:
     if hashlib.sha256(raw).hexdigest() != doc["weights_sha256"]:
         raise TierError(f"weights of tier {doc['name']!r} do not match their hash ({weights})")
     fr = doc["framing"]
+    legacy = doc["format"] == LEGACY_FORMAT
     try:
-        tier = build(doc["name"], int(doc["sample_rate"]),
-                     Framing(fr["frame"], fr["hop"], fr["packet_frames"]),
-                     NWCConfig.from_dict(doc["config"]), CodeTables(doc["tables"]),
-                     state=load_file(str(weights)), meta=doc.get("meta", {}))
+        framing = Framing(fr["frame"], fr["hop"], fr["packet_frames"])
+        if legacy:
+            config = CascadeConfig(nwc=NWCConfig.from_dict(doc["config"]))
+            tables = [CodeTables(doc["tables"])]
+            lsf = None
+        else:
+            config = CascadeConfig.from_dict(doc["cascade"])
+            tables = [CodeTables(t) for t in doc["tables"]]
+            lsf = None if doc.get("lsf_tables") is None else CodeTables(doc["lsf_tables"])
+        tier = build(doc["name"], int(doc["sample_rate"]), framing, config, tables,
+                     state=load_file(str(weights)), meta=doc.get("meta", {}), lsf_tables=lsf)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise TierError(f"tier {doc.get('name')!r} is damaged: {e}") from None
     tier.weights_sha256 = doc["weights_sha256"]
+    tier.legacy = legacy
     return tier
 
 
@@ -150,7 +201,7 @@ def available() -> dict[str, Path]:
                 doc = json.loads(j.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(doc, dict) and doc.get("format") == TIER_FORMAT:
+            if isinstance(doc, dict) and doc.get("format") in (TIER_FORMAT, LEGACY_FORMAT):
                 found.setdefault(str(doc.get("name", j.stem)), j)
     return found
 

@@ -1,12 +1,16 @@
 """Training a tier: the loop behind ``nwc train``.
 
 One step codes a batch of gain-normalised packets (several frames each), overlap-adds the
-decoded frames exactly as the decoder does, and minimises
+decoded frames exactly as the decoder does, and minimises, summed over the layers trained,
 
-    time-domain error + w_mel · multi-resolution log-mel distance + λ · bits + w_q · penalty
+    time-domain error + w_mel · multi-resolution log-mel distance + λ_k · bits_k + w_q · penalty
 
-where ``bits`` is the quantizer's differentiable rate estimate. λ is driven by a controller
-toward a target number of bits per symbol; the target starts high and ramps down to the
+where ``bits_k`` is layer k's differentiable rate estimate (its stage's codes, plus the LSFs in
+the base layer of an LPC tier, whose quantizer also pays ``w_lsd`` · log-spectral distortion).
+With LPC the packets are the LPC residual of the pre-processed signal, computed with the
+quantized filters inside the graph, and the error is measured there (prior-art §C–D): white
+error in the residual comes out of the synthesis filter shaped like the speech envelope.
+Each λ_k is driven by its own controller toward a target number of bits per symbol; the target starts high and ramps down to the
 bitrate's value (a sudden drop destroys quality: prototype-lessons §2), and it is corrected
 after every dev evaluation by the ratio of the really entropy-coded rate to the estimate.
 
@@ -35,8 +39,11 @@ from . import api, entropy
 from .data import PacketSampler, list_audio, load_mono
 from .framing import Framing, split_frames
 from .gain import GAIN_BITS
+from . import lpc
+from .cascade import Cascade, CascadeConfig
+from .gain import gain_code, gain_value
 from .losses import mel_distance, time_mse
-from .model import NWC, NWCConfig, count_parameters
+from .model import NWCConfig, count_parameters
 from .quantize import channel_histogram
 from .tier import Tier, build, load_path
 
@@ -47,7 +54,12 @@ class TrainConfig:
 
     data: str
     out: str
-    bitrate: float = 16000.0           # target real bitrate, bits/s (mono)
+    bitrate: float = 16000.0           # target real bitrate of the full stream, bits/s (mono)
+    layer_bitrates: list = field(default_factory=list)  # cumulative per layer; [] = [bitrate]
+    lpc: bool = False                  # LPC front end (module 0 of the cascade)
+    freeze: int = 0                    # lower stages kept fixed (greedy layer-wise training)
+    res_scale: float = 4.0
+    w_lsd: float = 0.002               # LSF quantizer's distortion weight, per dB²
     name: str = ""
     sample_rate: int = 16000
     max_steps: int = 0                 # 0 = no step limit
@@ -118,56 +130,100 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def code_tables(model: NWC, sampler: PacketSampler, device: torch.device, n_packets: int = 256
-                ) -> entropy.CodeTables:
-    """Integer code tables from the hard symbol histogram of ``n_packets`` random packets."""
-    q = model.quantizer
-    hist = np.zeros((model.cfg.code_channels, q.n_symbols), dtype=np.int64)
+LPC_WARM = 1024   # pre-filter warm-up samples before a training packet (high-pass transient)
+
+
+def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: int,
+                  quantize: bool = True) -> tuple[torch.Tensor, dict]:
+    """Raw segments (B, LPC_WARM + span) → normalised packets (B, span) the stages code.
+
+    Plain tiers: the segment gain-normalised (as the encoder does). LPC tiers: the residual of
+    the pre-processed segment under the quantized filters (differentiable w.r.t. the LSF
+    quantizer), normalised by its own gain; ``extra`` carries the LSF rate and distortion.
+    """
+    f = framing
+    span = f.packet_span(f.packet_frames)
+    if model.lsf is None:
+        seg = raw[:, -span:]
+        g = np.array([gain_value(gain_code(s)) for s in seg], np.float32)[:, None]
+        return torch.from_numpy(seg / g), {}
+    device = next(model.parameters()).device
+    xp = lpc.preprocess(raw.astype(np.float64))
+    x = xp[:, LPC_WARM:]
+    b, p = x.shape[0], f.packet_frames
+    # Frame -1 (the previous packet's last frame) supplies the set of the leading overlap.
+    prev = xp[:, LPC_WARM - f.hop: LPC_WARM - f.hop + f.frame][:, None]
+    frames = np.concatenate([prev, split_frames(x, f, p)], axis=1).reshape(-1, f.frame)
+    a_ref = lpc.lpc_analysis(frames, sample_rate)
+    lsf = torch.from_numpy(lpc.lpc_to_lsf(a_ref).astype(np.float32)).to(device)
+    lsf_hat, bits = model.lsf(lsf, quantize)
+    aq = lpc.lsf_to_lpc_torch(lsf_hat)
+    lsd = lpc.log_spectral_distortion(torch.from_numpy(a_ref.astype(np.float32)).to(device), aq)
+    idx = torch.from_numpy(lpc.set_index(span, f.hop, f.overlap, p)).to(device)
+    x_ext = torch.from_numpy(xp[:, LPC_WARM - lpc.ORDER:].astype(np.float32)).to(device)
+    r = lpc.residual_torch(x_ext, aq.reshape(b, p + 1, -1), idx)
+    g = np.array([gain_value(gain_code(row)) for row in r.detach().cpu().numpy()], np.float32)
+    r = r / torch.from_numpy(g)[:, None].to(device)
+    return r, {"lsf_bits": bits, "lsd": lsd, "lsf": lsf}
+
+
+def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
+                sample_rate: int, n_packets: int = 256
+                ) -> tuple[list[entropy.CodeTables], entropy.CodeTables | None]:
+    """Integer code tables from the hard symbol histograms of ``n_packets`` random packets."""
+    stages = list(model.stages)
+    hists = [np.zeros((m.cfg.code_channels, m.quantizer.n_symbols), np.int64) for m in stages]
+    lsf_hist = None if model.lsf is None else np.zeros((lpc.ORDER, model.lsf.n_symbols),
+                                                       np.int64)
     f = sampler.framing
     with torch.inference_mode():
         for _ in range(max(1, n_packets // 32)):
-            seg = sampler.batch(32)
-            frames = split_frames(seg, f, f.packet_frames).reshape(-1, f.frame)
-            lat = model.encode(torch.from_numpy(frames).to(device)).cpu().numpy()
-            hist += channel_histogram(q.to_symbols(lat), q.n_symbols)
-    return entropy.tables_from_histogram(hist)
+            x, extra = packet_inputs(model, sampler.raw_batch(32, LPC_WARM), f, sample_rate)
+            frames = split_frames(x.cpu().numpy(), f, f.packet_frames).reshape(-1, f.frame)
+            for k, sym in enumerate(model.encode_frames(frames, len(stages))):
+                hists[k] += channel_histogram(sym, stages[k].quantizer.n_symbols)
+            if lsf_hist is not None:
+                lsf_hist += channel_histogram(model.lsf.to_symbols(extra["lsf"].cpu().numpy()),
+                                              model.lsf.n_symbols)
+    tables = [entropy.tables_from_histogram(h) for h in hists]
+    return tables, None if lsf_hist is None else entropy.tables_from_histogram(lsf_hist)
 
 
-def evaluate(tier: Tier, clips: list[np.ndarray]) -> dict:
-    """Code dev clips through the real coder and container; PESQ-WB, STOI and real kbps."""
+def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
+    """Code dev clips through the real coder and container; PESQ-WB, STOI and real kbps of
+    every layer prefix (a stream cut to k layers is exactly a k-layer encode)."""
     from pesq import pesq
     from pystoi import stoi
 
     sr = tier.sample_rate
-    total_bytes = 0
-    ideal_bits = 0.0
-    seconds = 0.0
-    scores_pesq, scores_stoi = [], []
-    for x in clips:
-        packets = api.encode_array(tier, x, sr)
-        h = api.header_for(tier, sr, 1, x.shape[0])
-        end = Packet(kind=END, seq=len(packets), granule=x.shape[0], side=b"", layers=[],
-                     original_samples=x.shape[0])
-        total_bytes += sum(len(encode_packet(p)) for p in packets) + len(encode_packet(end))
-        for p in packets:
-            n = tier.framing.frames_for(p.granule - p.seq * tier.framing.packet_hop)
-            shape = (n, tier.config.code_channels, tier.model.code_steps)
-            ideal_bits += tier.tables.ideal_bits(entropy.decode(p.layers[0], tier.tables, shape))
-        y = api.decode_packets(tier, h, packets + [end])[:, 0]
-        seconds += x.shape[0] / sr
-        try:
-            scores_pesq.append(pesq(sr, x, y, "wb"))
-        except Exception:  # PESQ refuses clips with no detectable speech
-            pass
-        scores_stoi.append(stoi(x, y, sr, extended=False))
-    return {
-        "kbps": 8 * total_bytes / seconds / 1000,
-        "ideal_kbps": ideal_bits / seconds / 1000,
-        "pesq_wb": float(np.mean(scores_pesq)) if scores_pesq else float("nan"),
-        "stoi": float(np.mean(scores_stoi)),
-        "clips": len(clips),
-        "seconds": round(seconds, 1),
-    }
+    encoded = [api.encode_array(tier, x, sr) for x in clips]
+    seconds = sum(x.shape[0] for x in clips) / sr
+    results = []
+    for k in range(1, tier.layers + 1):
+        total_bytes = 0
+        scores_pesq, scores_stoi = [], []
+        for x, packets in zip(clips, encoded):
+            cut = [Packet(kind=p.kind, seq=p.seq, granule=p.granule, side=p.side,
+                          layers=p.layers[:k]) for p in packets]
+            h = api.header_for(tier, sr, 1, x.shape[0], layers=k)
+            end = Packet(kind=END, seq=len(cut), granule=x.shape[0], side=b"", layers=[],
+                         original_samples=x.shape[0])
+            total_bytes += sum(len(encode_packet(p)) for p in cut) + len(encode_packet(end))
+            y = api.decode_packets(tier, h, cut + [end])[:, 0]
+            try:
+                scores_pesq.append(pesq(sr, x, y, "wb"))
+            except Exception:  # PESQ refuses clips with no detectable speech
+                pass
+            scores_stoi.append(stoi(x, y, sr, extended=False))
+        results.append({
+            "layers": k,
+            "kbps": 8 * total_bytes / seconds / 1000,
+            "pesq_wb": float(np.mean(scores_pesq)) if scores_pesq else float("nan"),
+            "stoi": float(np.mean(scores_stoi)),
+            "clips": len(clips),
+            "seconds": round(seconds, 1),
+        })
+    return results
 
 
 def _save_checkpoint(path: Path, model: NWC, opt: torch.optim.Optimizer, state: dict) -> None:
@@ -222,9 +278,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     torch.manual_seed(cfg.seed + rank)
 
     framing = Framing(packet_frames=cfg.packet_frames)
-    out = Path(cfg.out)
-    name = cfg.name or out.name
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else out.parent / f".{out.name}.run"
+    out_path = Path(cfg.out)
+    name = cfg.name or out_path.name
+    run_dir = Path(cfg.run_dir) if cfg.run_dir \
+        else out_path.parent / f".{out_path.name}.run"
 
     train_files, dev_files = list_audio(Path(cfg.data))
     if not train_files:
@@ -243,32 +300,63 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
 
     mcfg = NWCConfig(**cfg.model)
     mcfg.frame = framing.frame
-    model = NWC(mcfg)
+    rates = [float(r) for r in cfg.layer_bitrates] or [cfg.bitrate]
+    if any(b <= a for a, b in zip(rates, rates[1:])):
+        raise ValueError("layer bitrates must increase")
+    ccfg = CascadeConfig(nwc=mcfg, stages=len(rates), lpc=cfg.lpc, res_scale=cfg.res_scale)
+    src = None
     if cfg.init_from:
         src = load_path(Path(cfg.init_from).with_suffix(".json"))
-        model.load_state_dict(src.model.state_dict(), strict=True)
+        if src.lpc != cfg.lpc or src.layers > len(rates):
+            raise ValueError(f"--init-from tier has {src.layers} layer(s), lpc={src.lpc}: it "
+                             "must match --lpc and have at most as many layers")
+        ccfg = CascadeConfig(nwc=src.config.nwc, stages=len(rates), lpc=cfg.lpc,
+                             res_scale=src.config.res_scale, lsf_levels=src.config.lsf_levels)
+    model = Cascade(ccfg)
+    if src is not None:  # its stages (and LSF quantizer) seed ours; new stages start fresh
+        model.load_state_dict(src.model.state_dict(), strict=False)
+    elif model.lsf is not None:  # centre the LSF quantizer on the data
+        with torch.no_grad():
+            raw = sampler.raw_batch(64, LPC_WARM)
+            fr = split_frames(lpc.preprocess(raw.astype(np.float64))[:, LPC_WARM:], framing,
+                              framing.packet_frames).reshape(-1, framing.frame)
+            model.lsf.mean.copy_(torch.from_numpy(
+                lpc.lpc_to_lsf(lpc.lpc_analysis(fr, cfg.sample_rate)).mean(0)))
+    frozen = min(cfg.freeze, len(rates) - 1)
+    for k in range(frozen):
+        model.stages[k].requires_grad_(False)
+    if frozen and model.lsf is not None:
+        model.lsf.requires_grad_(False)
     model.to(device)
     net: torch.nn.Module = model
     if world > 1:
         # The quantizer's parameters get no gradient during warm-up (no quantization, no rate
         # term), which plain DDP rejects.
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ctrl = RateController()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    n_layers = len(rates)
+    ctrls = [RateController() for _ in range(n_layers)]
     step, elapsed, history = 0, 0.0, []
-    rate_fix = 1.0   # real coded bits / estimated bits, from the last evaluation
+    rate_fix = [1.0] * n_layers  # real coded bits / estimated bits, from the last evaluation
     if cfg.resume and (run_dir / "ckpt.json").exists():
         st = _load_checkpoint(run_dir, model, opt)
         step, elapsed = st["step"], st["elapsed"]
-        ctrl.log_lam, ctrl.ema, rate_fix = st["log_lam"], st["ema"], st.get("rate_fix", 1.0)
+        for c, (lam, ema) in zip(ctrls, st["ctrl"]):
+            c.log_lam, c.ema = lam, ema
+        rate_fix = st["rate_fix"]
         history = st.get("history", [])
         if rank == 0:
             _log(f"resumed {run_dir} at step {step} ({elapsed / 60:.1f} min)")
 
     side_bps = GAIN_BITS * cfg.sample_rate / framing.packet_hop
-    sym_per_s = (model.code_steps * mcfg.code_channels) * cfg.sample_rate / framing.hop
-    # Code bits per symbol; coder flushes and packet headers are folded into ``rate_fix``.
-    target = (cfg.bitrate - side_bps) / sym_per_s
+    sym_per_frame = model.code_steps * ccfg.nwc.code_channels
+    sym_per_s = sym_per_frame * cfg.sample_rate / framing.hop
+    # Code bits per symbol of each layer; coder flushes and packet headers are folded into
+    # ``rate_fix``. The base layer also pays the gain side info (and carries the LSFs).
+    targets = [((r - lo) - (side_bps if k == 0 else 0.0)) / sym_per_s
+               for k, (lo, r) in enumerate(zip([0.0] + rates[:-1], rates))]
+    if min(targets) <= 0:
+        raise ValueError("a layer's bitrate is too low for its side information")
 
     def progress_of() -> float:
         parts = []
@@ -287,19 +375,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     start_wall = time.time() - elapsed
     tier = None
 
-    def export(metrics: dict | None) -> Tier:
+    def export(metrics: list[dict] | None) -> Tier:
         model.eval()
-        tables = code_tables(model, sampler, device)
+        tables, lsf_tables = code_tables(model, sampler, device, cfg.sample_rate)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        t = build(name, cfg.sample_rate, framing, mcfg, tables, state=state)
+        t = build(name, cfg.sample_rate, framing, ccfg, tables, state=state,
+                  lsf_tables=lsf_tables)
         if metrics is None and dev:
             metrics = evaluate(t, dev)
+        stage = model.stages[0]
         t.meta.update({
-            "target_kbps": cfg.bitrate / 1000,
-            "dev": metrics or {},
-            "parameters": {"encoder": count_parameters(model.encoder),
-                           "decoder": count_parameters(model.decoder),
-                           "quantizer": count_parameters(model.quantizer)},
+            "target_kbps": rates[-1] / 1000,
+            "target_layer_kbps": [r / 1000 for r in rates],
+            "dev": (metrics or [{}])[-1],
+            "dev_layers": metrics or [],
+            "parameters": {"encoder": count_parameters(stage.encoder) * n_layers,
+                           "decoder": count_parameters(stage.decoder) * n_layers,
+                           "quantizer": count_parameters(model) - n_layers * (
+                               count_parameters(stage.encoder)
+                               + count_parameters(stage.decoder))},
             "training": {"steps": step, "minutes": round(elapsed / 60, 1),
                          "cpu_threads": cfg.threads, "world_size": world,
                          "device": str(device), "data": str(cfg.data),
@@ -311,7 +405,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
 
     def checkpoint() -> None:
         _save_checkpoint(run_dir, model, opt, {
-            "step": step, "elapsed": elapsed, "log_lam": ctrl.log_lam, "ema": ctrl.ema,
+            "step": step, "elapsed": elapsed, "ctrl": [[c.log_lam, c.ema] for c in ctrls],
             "rate_fix": rate_fix, "history": history})
 
     while True:
@@ -320,49 +414,82 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
             break
         quantize = step >= cfg.warmup_steps
         ramp = min(1.0, p / cfg.ramp_fraction) if cfg.ramp_fraction > 0 else 1.0
-        goal = target * (cfg.ramp_start + (1.0 - cfg.ramp_start) * ramp)
-        goal_est = goal / rate_fix
+        goal = [t * (cfg.ramp_start + (1.0 - cfg.ramp_start) * ramp) / fix
+                for t, fix in zip(targets, rate_fix)]
         for g in opt.param_groups:
             g["lr"] = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * p))
 
-        seg = torch.from_numpy(sampler.batch(cfg.batch)).to(device)
+        seg, extra = packet_inputs(model, sampler.raw_batch(cfg.batch, LPC_WARM), framing,
+                                   cfg.sample_rate, quantize)
+        seg = seg.to(device)
         frames = seg.unfold(1, framing.frame, framing.hop).reshape(-1, framing.frame)
-        rec_frames, bits, penalty, lat = net(frames, quantize)
-        rec = overlap_add(rec_frames.reshape(cfg.batch, -1, framing.frame), framing)
-        dist_loss = time_mse(rec, seg) + cfg.w_mel * mel_distance(rec, seg, cfg.sample_rate)
-        loss = dist_loss
+        out = net(frames, quantize)
+        loss = seg.new_zeros(())
+        dist_loss = seg.new_zeros(())
+        for k in range(frozen, n_layers):
+            rec = overlap_add(out.recs[k].reshape(cfg.batch, -1, framing.frame), framing)
+            d = time_mse(rec, seg) + cfg.w_mel * mel_distance(rec, seg, cfg.sample_rate)
+            dist_loss = d  # report the top layer's distortion
+            loss = loss + d
+        layer_bits = list(out.bits)
+        if "lsf_bits" in extra:
+            # LSF bits per frame, in units of the base stage's symbols.
+            layer_bits[0] = layer_bits[0] + extra["lsf_bits"] * lpc.ORDER / sym_per_frame
+            if not frozen:
+                loss = loss + cfg.w_lsd * extra["lsd"]
         if quantize:
-            loss = loss + ctrl.lam * bits + cfg.w_penalty * penalty
+            for k in range(frozen, n_layers):
+                loss = loss + ctrls[k].lam * layer_bits[k]
+            loss = loss + cfg.w_penalty * out.penalty
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-        hard = model.quantizer.hard_bits(lat.detach()).detach()
+        with torch.no_grad():
+            hard = torch.stack([model.stages[k].quantizer.hard_bits(out.latents[k].detach())
+                                for k in range(n_layers)])
+            if "lsf" in extra:
+                hard[0] += model.lsf.hard_bits(extra["lsf"]) * lpc.ORDER / sym_per_frame
         if world > 1:
             dist.all_reduce(hard)
             hard = hard / world
         if quantize:
-            ctrl.update(float(hard), goal_est)
+            for k in range(frozen, n_layers):
+                ctrls[k].update(float(hard[k]), goal[k])
         step += 1
         elapsed = time.time() - start_wall
-        kbps_now = (float(hard.detach()) * rate_fix * sym_per_s + side_bps) / 1000
+        kbps_now = (sum(float(h) * fix for h, fix in zip(hard, rate_fix)) * sym_per_s
+                    + side_bps) / 1000
         if bar is not None:
+            post = {"loss": f"{float(dist_loss.detach()):.3f}",
+                    "bits": "/".join(f"{float(h):.2f}" for h in hard),
+                    "kbps": f"{kbps_now:.1f}",
+                    "lam": "/".join(f"{c.lam:.2g}" for c in ctrls)}
+            if "lsd" in extra:
+                post["lsd"] = f"{float(extra['lsd']) ** 0.5:.2f}dB"
             bar.update(1)
-            bar.set_postfix(loss=f"{float(dist_loss):.3f}", bits=f"{float(hard):.2f}",
-                            kbps=f"{kbps_now:.1f}", lam=f"{ctrl.lam:.3g}", refresh=False)
+            bar.set_postfix(post, refresh=False)
         if rank != 0:
             continue
         now = time.time()
         if quantize and dev and now - last_eval > cfg.eval_minutes * 60:
             t = export(None)
-            m = t.meta["dev"]
-            # Real coded bits (tables, coder flushes, packet headers) per estimated code bit.
-            est_bps = float(ctrl.ema) * sym_per_s
-            rate_fix = float(np.clip((m["kbps"] * 1000 - side_bps) / max(est_bps, 1.0), 0.5, 2.0))
-            history.append({"step": step, "minutes": round(elapsed / 60, 1), **m})
-            _log(f"[eval] step {step} {elapsed / 60:.1f} min: {json.dumps(m)}")
-            t.save(out, {"history": history})
+            ms = t.meta["dev_layers"]
+            # Real coded bits (tables, coder flushes, packet headers) per estimated code bit,
+            # layer by layer.
+            lo = 0.0
+            for k, m in enumerate(ms):
+                if k < frozen:
+                    lo = m["kbps"] * 1000
+                    continue
+                est = float(ctrls[k].ema or 0.0) * sym_per_s
+                real = m["kbps"] * 1000 - lo - (side_bps if k == 0 else 0.0)
+                rate_fix[k] = float(np.clip(real / max(est, 1.0), 0.5, 2.0))
+                lo = m["kbps"] * 1000
+            history.append({"step": step, "minutes": round(elapsed / 60, 1), "layers": ms})
+            _log(f"[eval] step {step} {elapsed / 60:.1f} min: {json.dumps(ms)}")
+            t.save(out_path, {"history": history})
             last_eval = time.time()
         if now - last_ckpt > cfg.checkpoint_minutes * 60:
             checkpoint()
@@ -374,9 +501,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         checkpoint()
         tier = export(None)
         tier.meta["history"] = history + [{"step": step, "minutes": round(elapsed / 60, 1),
-                                           **tier.meta["dev"]}]
-        tier.save(out)
-        _log(f"wrote {out}.safetensors / .json: {json.dumps(tier.meta['dev'])}")
+                                           "layers": tier.meta["dev_layers"]}]
+        tier.save(out_path)
+        _log(f"wrote {out_path}.safetensors / .json: {json.dumps(tier.meta['dev_layers'])}")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

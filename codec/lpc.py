@@ -1,0 +1,330 @@
+"""Linear prediction for the hybrid coder (prior-art §D): module 0 of the CMRL cascade.
+
+Pipeline, per channel::
+
+    encoder: x → high-pass → pre-emphasis → LPC per frame → LSFs → trainable quantizer
+               → Â(z) of the quantized LSFs → residual r = Â(z)·x   (coded by the NWC stages)
+    decoder: r̂ → 1/Â(z) (state carried across frames) → de-emphasis → x̂
+
+The residual is one global signal: the coefficient set of frame ``j`` filters the samples
+``[j·H + ov, (j+1)·H + ov)`` (``ov`` = frame overlap), so a frame's leading overlap uses the
+previous frame's set. With that split the decoder's time-varying synthesis filter is the exact
+inverse of the encoder's analysis filter, and a packet never needs its successor's set.
+Quantization error in the residual comes out of the synthesis filter shaped like the speech
+envelope: the noise shaping CELP codecs get from their weighting filter.
+
+The LSF quantizer is a uniform scalar quantizer per LSF with a learned step and a learned
+Laplace entropy model (the noise-proxy quantizer of ``quantize.py``), so LSF bits and residual
+bits are traded by the same rate term in training. Dequantized LSFs are sorted and kept a
+minimum gap apart, which guarantees a stable synthesis filter for any symbols.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from torch import nn
+
+from .quantize import NoiseQuantizer
+
+ORDER = 16
+PREEMPH = 0.68
+# AMR-WB's pre-processing high-pass (prior-art §D).
+HP_B = np.array([0.989502, -1.979004, 0.989592])
+HP_A = np.array([1.0, -1.978882, 0.979126])
+LSF_GAP = 0.012       # minimum LSF spacing in radians (≈ 30 Hz at 16 kHz)
+LAG_HZ = 60.0         # Gaussian lag window: widens formant bandwidths, conditions Levinson
+WHITE_NOISE = 1.0001  # r(0) correction, -40 dB noise floor
+
+
+# --- stateful filters (numba: sequential loops, identical for any chunking) -----------------
+
+@numba.njit(cache=True)
+def _highpass_preemph(x: np.ndarray, b: np.ndarray, a: np.ndarray, state: np.ndarray,
+                      coef: float) -> np.ndarray:
+    """Biquad high-pass then ``1 − coef·z⁻¹``; ``state`` = (z0, z1, previous high-passed)."""
+    y = np.empty(x.shape[0], dtype=np.float64)
+    z0, z1, prev = state[0], state[1], state[2]
+    for n in range(x.shape[0]):
+        xn = x[n]
+        h = b[0] * xn + z0
+        z0 = b[1] * xn - a[1] * h + z1
+        z1 = b[2] * xn - a[2] * h
+        y[n] = h - coef * prev
+        prev = h
+    state[0], state[1], state[2] = z0, z1, prev
+    return y
+
+
+@numba.njit(cache=True)
+def _synthesize(r: np.ndarray, sets: np.ndarray, idx: np.ndarray, mem: np.ndarray,
+                coef: float, de_state: np.ndarray) -> np.ndarray:
+    """1/Â(z) with the coefficient set ``sets[idx[n]]`` per sample, then de-emphasis.
+
+    ``mem`` holds the last ``ORDER`` synthesis outputs (oldest first), ``de_state[0]`` the
+    last de-emphasised sample; both are updated in place.
+    """
+    p = mem.shape[0]
+    buf = np.empty(p + r.shape[0], dtype=np.float64)
+    buf[:p] = mem
+    out = np.empty(r.shape[0], dtype=np.float64)
+    d = de_state[0]
+    for n in range(r.shape[0]):
+        a = sets[idx[n]]
+        s = r[n]
+        for k in range(1, p + 1):
+            s -= a[k] * buf[p + n - k]
+        buf[p + n] = s
+        d = s + coef * d
+        out[n] = d
+    mem[:] = buf[r.shape[0]:]
+    de_state[0] = d
+    return out
+
+
+class PreFilter:
+    """Streaming high-pass + pre-emphasis of one channel (the encoder's first step)."""
+
+    def __init__(self) -> None:
+        self.state = np.zeros(3, dtype=np.float64)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return _highpass_preemph(np.ascontiguousarray(x, dtype=np.float64), HP_B, HP_A,
+                                 self.state, PREEMPH)
+
+
+def preprocess(x: np.ndarray) -> np.ndarray:
+    """Whole-signal pre-processing (training data): rows of ``x`` filtered independently."""
+    x2 = np.atleast_2d(x)
+    out = np.stack([PreFilter()(row) for row in x2])
+    return out.reshape(x.shape)
+
+
+# --- analysis ---------------------------------------------------------------------------
+
+def _lag_window(order: int, rate: int) -> np.ndarray:
+    k = np.arange(order + 1)
+    return np.exp(-0.5 * (2 * np.pi * LAG_HZ * k / rate) ** 2)
+
+
+def lpc_analysis(frames: np.ndarray, rate: int = 16000, order: int = ORDER) -> np.ndarray:
+    """LPC polynomials (N, order+1), ``a[:, 0] = 1``, of Hann-windowed frames (N, L).
+
+    Autocorrelation with a lag window and white-noise correction, then Levinson–Durbin:
+    the result is minimum phase for any input, silence included.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    n, length = frames.shape
+    w = frames * np.hanning(length + 2)[1:-1]
+    spec = np.fft.rfft(w, 2 * length)
+    ac = np.fft.irfft(spec.real ** 2 + spec.imag ** 2)[:, : order + 1]
+    ac = ac * _lag_window(order, rate)
+    ac[:, 0] = ac[:, 0] * WHITE_NOISE + 1e-10
+    a = np.zeros((n, order + 1))
+    a[:, 0] = 1.0
+    err = ac[:, 0].copy()
+    for i in range(1, order + 1):
+        acc = ac[:, i] + np.einsum("nj,nj->n", a[:, 1:i], ac[:, i - 1:0:-1])
+        k = -acc / err
+        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1:0:-1]
+        a[:, i] = k
+        err = err * (1.0 - k * k)
+    return a
+
+
+def _cheb_to_power() -> np.ndarray:
+    """Matrix mapping Chebyshev coefficients c_0..c_8 to power-series coefficients in x."""
+    m = np.zeros((9, 9))
+    for k in range(9):
+        e = np.zeros(k + 1)
+        e[k] = 1.0
+        v = np.polynomial.chebyshev.cheb2poly(e)
+        m[: v.shape[0], k] = v
+    return m
+
+
+_CHEB = _cheb_to_power()
+
+
+def _symmetric_roots(c: np.ndarray) -> np.ndarray:
+    """Angles in (0, π) of the unit-circle roots of symmetric polynomials c (N, 17)."""
+    # z⁸·C(z) = c8 + Σ_k c_{8−k}(z^k + z^−k) = c8 + Σ_k 2·c_{8−k}·T_k(cos ω): a degree-8
+    # polynomial in x = cos ω whose 8 roots are real and inside (−1, 1).
+    cheb = np.concatenate([c[:, 8:9], 2.0 * c[:, 7::-1]], axis=1)   # T_0..T_8
+    power = cheb @ _CHEB.T                                            # x^0..x^8
+    lead = power[:, 8:9]
+    comp = np.zeros((c.shape[0], 8, 8))
+    comp[:, 0, :] = -power[:, 7::-1] / lead
+    comp[:, 1:, :-1] = np.eye(7)
+    roots = np.linalg.eigvals(comp)
+    return np.arccos(np.clip(roots.real, -1.0, 1.0))
+
+
+def lpc_to_lsf(a: np.ndarray) -> np.ndarray:
+    """Line spectral frequencies (N, 16), ascending in (0, π), of LPC polynomials (N, 17)."""
+    a = np.asarray(a, dtype=np.float64)
+    ext = np.concatenate([a, np.zeros((a.shape[0], 1))], axis=1)
+    p_full = ext + ext[:, ::-1]     # root at z = −1
+    q_full = ext - ext[:, ::-1]     # root at z = +1
+    # Deflate the trivial roots: P/(1 + z⁻¹) and Q/(1 − z⁻¹), both symmetric of degree 16.
+    p = np.cumsum(p_full * (-1.0) ** np.arange(18), axis=1)[:, :17] * (-1.0) ** np.arange(17)
+    q = np.cumsum(q_full, axis=1)[:, :17]
+    lsf = np.sort(np.concatenate([_symmetric_roots(p), _symmetric_roots(q)], axis=1), axis=1)
+    return stabilize(lsf)
+
+
+def stabilize(lsf: np.ndarray, gap: float = LSF_GAP) -> np.ndarray:
+    """Sort and keep LSFs ``gap`` apart inside (0, π): any result gives a stable filter."""
+    x = np.sort(np.asarray(lsf, dtype=np.float64), axis=-1)
+    x = np.where(np.isfinite(x), x, np.linspace(0.1, 3.0, x.shape[-1]))
+    n = x.shape[-1]
+    x[..., 0] = np.maximum(x[..., 0], gap)
+    for i in range(1, n):
+        x[..., i] = np.maximum(x[..., i], x[..., i - 1] + gap)
+    x[..., -1] = np.minimum(x[..., -1], np.pi - gap)
+    for i in range(n - 2, -1, -1):
+        x[..., i] = np.minimum(x[..., i], x[..., i + 1] - gap)
+    return x
+
+
+def _poly_from_pairs(cos2: np.ndarray, ones, pad):
+    """Π (1 − 2cos ω z⁻¹ + z⁻²) over the last axis of ``cos2`` (= 2cos ω); numpy or torch."""
+    p = ones
+    for i in range(cos2.shape[-1]):
+        c = cos2[..., i:i + 1]
+        p = pad(p, (0, 2)) - pad(p * c, (1, 1)) + pad(p, (2, 0))
+    return p
+
+
+def lsf_to_lpc(lsf: np.ndarray) -> np.ndarray:
+    """LPC polynomials (N, 17) of LSFs (N, 16) (float64 numpy)."""
+    lsf = np.asarray(lsf, dtype=np.float64)
+    ones = np.ones(lsf.shape[:-1] + (1,))
+
+    def pad(v: np.ndarray, lr: tuple[int, int]) -> np.ndarray:
+        return np.pad(v, [(0, 0)] * (v.ndim - 1) + [lr])
+
+    p = _poly_from_pairs(2 * np.cos(lsf[..., 0::2]), ones, pad)
+    q = _poly_from_pairs(2 * np.cos(lsf[..., 1::2]), ones, pad)
+    p = pad(p, (0, 1)) + pad(p, (1, 0))
+    q = pad(q, (0, 1)) - pad(q, (1, 0))
+    return (0.5 * (p + q))[..., : lsf.shape[-1] + 1]
+
+
+def lsf_to_lpc_torch(lsf: torch.Tensor) -> torch.Tensor:
+    """Differentiable ``lsf_to_lpc`` for training."""
+    from torch.nn import functional as F
+
+    ones = lsf.new_ones(lsf.shape[:-1] + (1,))
+    p = _poly_from_pairs(2 * torch.cos(lsf[..., 0::2]), ones, F.pad)
+    q = _poly_from_pairs(2 * torch.cos(lsf[..., 1::2]), ones, F.pad)
+    p = F.pad(p, (0, 1)) + F.pad(p, (1, 0))
+    q = F.pad(q, (0, 1)) - F.pad(q, (1, 0))
+    return (0.5 * (p + q))[..., : lsf.shape[-1] + 1]
+
+
+def stabilize_torch(lsf: torch.Tensor, gap: float = LSF_GAP) -> torch.Tensor:
+    """``stabilize`` in torch (identity gradient where no constraint binds)."""
+    x = torch.sort(lsf, dim=-1).values
+    cols = [torch.clamp(x[..., 0], min=gap)]
+    for i in range(1, x.shape[-1]):
+        cols.append(torch.maximum(x[..., i], cols[-1] + gap))
+    cols[-1] = torch.clamp(cols[-1], max=math.pi - gap)
+    for i in range(x.shape[-1] - 2, -1, -1):
+        cols[i] = torch.minimum(cols[i], cols[i + 1] - gap)
+    return torch.stack(cols, dim=-1)
+
+
+def set_index(length: int, framing_hop: int, overlap: int, n_frames: int,
+              offset: int = 0) -> np.ndarray:
+    """Coefficient set per sample: 0 = previous packet's last set, j+1 = frame j's set."""
+    t = np.arange(offset, offset + length)
+    return np.clip((t - overlap) // framing_hop + 1, 0, n_frames).astype(np.int64)
+
+
+def residual(x_ext: np.ndarray, sets: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Analysis filter: ``x_ext`` holds ORDER history samples then the samples to filter."""
+    p = sets.shape[1] - 1
+    win = np.lib.stride_tricks.sliding_window_view(np.asarray(x_ext, np.float64), p + 1)
+    return np.einsum("nk,nk->n", win[:, ::-1], sets[idx])
+
+
+def residual_torch(x_ext: torch.Tensor, sets: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Batched differentiable ``residual``: x_ext (B, ORDER+n), sets (B, S, 17), idx (n,)."""
+    p = sets.shape[-1] - 1
+    win = x_ext.unfold(-1, p + 1, 1).flip(-1)            # (B, n, 17)
+    return (win * sets[:, idx, :]).sum(-1)
+
+
+def log_spectral_distortion(a_ref: torch.Tensor, a_q: torch.Tensor, n_fft: int = 256
+                            ) -> torch.Tensor:
+    """Mean squared log-spectral distance (dB²) between LPC envelopes 1/A (batched)."""
+    ref = torch.fft.rfft(a_ref, n_fft).abs().clamp_min(1e-6)
+    q = torch.fft.rfft(a_q, n_fft).abs().clamp_min(1e-6)
+    return (20.0 * torch.log10(ref / q)).pow(2).mean()
+
+
+class LSFQuantizer(nn.Module):
+    """Trainable LSF quantizer: learned per-LSF step and Laplace entropy model, mean removed."""
+
+    def __init__(self, order: int = ORDER, half: int = 63, step: float = 0.02) -> None:
+        super().__init__()
+        self.order = order
+        self.register_buffer("mean", torch.linspace(1, order, order, dtype=torch.float32)
+                             * math.pi / (order + 1))
+        self.log_step = nn.Parameter(torch.full((order,), math.log(step)))
+        self.q = NoiseQuantizer(order, half)
+
+    @property
+    def n_symbols(self) -> int:
+        return self.q.n_symbols
+
+    def _latent(self, lsf: torch.Tensor) -> torch.Tensor:
+        return ((lsf - self.mean) / torch.exp(self.log_step))[..., None]
+
+    def forward(self, lsf: torch.Tensor, quantize: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, order) LSFs → (stabilized dequantized LSFs, bits per LSF symbol)."""
+        v, bits, _ = self.q(self._latent(lsf), quantize)
+        out = self.mean + torch.exp(self.log_step) * v[..., 0]
+        return stabilize_torch(out), bits
+
+    def hard_bits(self, lsf: torch.Tensor) -> torch.Tensor:
+        return self.q.hard_bits(self._latent(lsf))
+
+    def to_symbols(self, lsf: np.ndarray) -> np.ndarray:
+        """(N, order) LSFs → (N, order, 1) integer symbols."""
+        with torch.no_grad():
+            v = self._latent(torch.from_numpy(np.asarray(lsf, np.float32))).numpy()
+        return self.q.to_symbols(v)
+
+    def from_symbols(self, s: np.ndarray) -> np.ndarray:
+        """(N, order, 1) symbols → (N, order) stabilized LSFs (float64)."""
+        step = np.exp(self.log_step.detach().cpu().numpy().astype(np.float64))
+        mean = self.mean.cpu().numpy().astype(np.float64)
+        return stabilize(mean + step * self.q.from_symbols(s)[..., 0].astype(np.float64))
+
+
+class LPCEncoderState:
+    """Per-channel encoder memory: the pre-filter, ORDER past samples, the last frame's set."""
+
+    def __init__(self) -> None:
+        self.pre = PreFilter()
+        self.hist = np.zeros(ORDER, dtype=np.float64)
+        self.prev: np.ndarray | None = None
+
+
+class LPCDecoderState:
+    """Per-channel decoder memory: synthesis and de-emphasis state, the last frame's set."""
+
+    def __init__(self) -> None:
+        self.mem = np.zeros(ORDER, dtype=np.float64)
+        self.de = np.zeros(1, dtype=np.float64)
+        self.prev: np.ndarray | None = None
+
+    def synthesize(self, r: np.ndarray, sets: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return _synthesize(np.ascontiguousarray(r, np.float64), np.ascontiguousarray(sets),
+                           idx, self.mem, PREEMPH, self.de).astype(np.float32)
