@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Quality benchmark: every installed nwc tier against classic speech codecs.
+"""Quality benchmark: every installed nwc tier against classic speech and audio codecs.
 
 Codes the same speech clips with every nwc tier (through the real ``nwc`` command line,
 ``nwc encode`` then ``nwc decode`` as subprocesses) and with every anchor codec at each
@@ -7,9 +7,13 @@ point of its bit-rate ladder, then prints ONE Markdown table of means over the c
 
     codec | mode | nominal kbps | real kbps | PESQ-WB | STOI | ViSQOL | SI-SNR dB
 
+Anchors: AMR-WB, Opus, Speex-WB, Codec2, LAME MP3, LC3 (liblc3), and FFmpeg's AAC-LC,
+G.722 and Vorbis. Alignment, SI-SNR and the metrics come from ``nwc.codec.metrics``, the
+code behind ``nwc eval``, so the two agree on the same pair of files.
+
 Usage::
 
-    python bench/quality.py DATA_DIR [--tiers a,b] [--anchors amrwb,opus,speex,codec2]
+    python bench/quality.py DATA_DIR [--tiers a,b] [--anchors amrwb,opus,mp3,...]
                             [--clips N] [--out-md FILE] [--out-csv FILE]
 
 See bench/README.md for what each column means; bench/install.sh installs the anchors.
@@ -30,26 +34,26 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from nwc.codec import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import amrwb  # noqa: E402  (bench/amrwb.py, next to this file)
 
 SR = 16000
-MAX_LAG_S = 0.5  # alignment search range, seconds either way
+MAX_LAG_S = metrics.MAX_LAG_S  # alignment search range, seconds either way
 # Alignment. A clip whose normalised waveform cross-correlation peak reaches this is aligned
-# at its own peak. Otherwise it gets its system's lag from the cross-correlation summed over
-# all clips, or, if that pooled peak is also below this (output not waveform-coherent, e.g.
-# Codec2 synthesises its own phase), the pooled lag of the amplitude envelopes. Waveform
-# codecs here peak at 0.6-0.95 per clip, Codec2 at 0.04-0.13.
-WAVEFORM_PEAK_MIN = 0.3
-ENV_CUTOFF_HZ = 30.0
+# at its own peak, refined to a fraction of a sample (as `nwc eval` does). Otherwise it gets
+# its system's lag from the cross-correlation summed over all clips, or, if that pooled peak
+# is also below this (output not waveform-coherent, e.g. Codec2 synthesises its own phase),
+# the pooled lag of the amplitude envelopes. Waveform codecs here peak at 0.6-0.99 per clip,
+# Codec2 at 0.04-0.13.
+WAVEFORM_PEAK_MIN = metrics.WAVEFORM_PEAK_MIN
 TIMEOUT_S = 900  # per subprocess
 
 # Anchor ladders. Nominal kbps is the codec's own rate for that setting.
@@ -58,12 +62,24 @@ OPUS_KBPS = (6, 8, 12, 16, 24, 32)
 SPEEX_WB_KBPS = {0: 3.95, 2: 7.75, 4: 12.8, 6: 20.6, 8: 27.8, 10: 42.2}
 SPEEX_QUALITIES = (2, 4, 6, 8)
 CODEC2_MODES = {"3200": 3.2, "1600": 1.6, "700C": 0.7}
-ALL_ANCHORS = ("amrwb", "opus", "speex", "codec2")
+MP3_KBPS = (8, 16, 24, 32)  # LAME CBR; MPEG-2 Layer III at 16 kHz (8 kbps: MPEG-2.5, 8 kHz)
+LC3_KBPS = (16, 24, 32)  # liblc3, 10 ms frames; 16 kbps is LC3's floor at 16 kHz
+AAC_KBPS = (12, 16, 24, 32)  # FFmpeg's native AAC-LC encoder, ADTS stream
+VORBIS_KBPS = (16, 24, 32)  # libvorbis ABR; it refuses less than ~16 kbps for 16 kHz mono
+G722_KBPS = 64  # FFmpeg's G.722 encoder has only the 64 kbps mode
+ALL_ANCHORS = ("amrwb", "opus", "speex", "codec2", "mp3", "lc3", "aac", "g722", "vorbis")
 ANCHOR_TOOLS = {
     "opus": ("opusenc", "opusdec"),
     "speex": ("speexenc", "speexdec"),
     "codec2": ("c2enc", "c2dec", "sox"),
+    "mp3": ("lame",),
+    "lc3": ("elc3", "dlc3"),
+    "aac": ("ffmpeg",),
+    "g722": ("ffmpeg",),
+    "vorbis": ("ffmpeg",),
 }
+# FFmpeg encoder each ffmpeg anchor needs (`ffmpeg -encoders`).
+FFMPEG_ENCODERS = {"aac": "aac", "g722": "g722", "vorbis": "libvorbis"}
 
 COLUMNS = (
     ("codec", "codec"),
@@ -95,22 +111,7 @@ def log(msg: str) -> None:
 
 def to_mono_16k(x: np.ndarray, sr: int) -> np.ndarray:
     """float64 mono at 16 kHz."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    if sr != SR:
-        try:
-            import soxr
-
-            x = soxr.resample(x, sr, SR, quality="VHQ")
-        except ImportError:
-            from math import gcd
-
-            from scipy.signal import resample_poly
-
-            g = gcd(sr, SR)
-            x = resample_poly(x, SR // g, sr // g)
-    return np.asarray(x, dtype=np.float64)
+    return metrics.resample(metrics.mono(x), sr, SR)
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -124,57 +125,16 @@ def read_raw_s16(path: Path, sr: int) -> np.ndarray:
 
 
 def xcorr(ref: np.ndarray, deg: np.ndarray, max_lag: int) -> np.ndarray:
-    """Normalised cross-correlation of ``deg`` against ``ref`` at lags -max_lag..max_lag.
-
-    Index ``max_lag + k`` holds the correlation when ``deg`` trails ``ref`` by ``k`` samples.
-    """
-    from scipy.signal import correlate
-
-    out = np.zeros(2 * max_lag + 1)
-    norm = math.sqrt(float(np.dot(ref, ref)) * float(np.dot(deg, deg)))
-    if len(deg) == 0 or len(ref) == 0 or norm <= 0.0:
-        return out
-    full = correlate(deg, ref, mode="full", method="fft") / norm  # lag k at index len(ref)-1+k
-    lo, hi = max(-max_lag, -len(ref) + 1), min(max_lag, len(deg) - 1)
-    out[lo + max_lag : hi + max_lag + 1] = full[lo + len(ref) - 1 : hi + len(ref)]
-    return out
+    """Normalised cross-correlation (index ``max_lag + k``: ``deg`` trails ``ref`` by ``k``)."""
+    return metrics.xcorr(ref, deg, max_lag)
 
 
 def envelope(x: np.ndarray) -> np.ndarray:
-    """Zero-mean amplitude envelope (|x| low-passed at 30 Hz), for phase-free alignment."""
-    from scipy.signal import butter, sosfiltfilt
-
-    if len(x) < 64:
-        return np.zeros(len(x))
-    sos = butter(4, ENV_CUTOFF_HZ, fs=SR, output="sos")
-    e = sosfiltfilt(sos, np.abs(x))
-    return e - e.mean()
+    """Zero-mean amplitude envelope at 16 kHz, for phase-free alignment."""
+    return metrics.envelope(x, SR)
 
 
-def shift_to(ref_len: int, deg: np.ndarray, lag: int) -> np.ndarray:
-    """Undo a lag of ``lag`` samples, then trim/zero-pad ``deg`` to ``ref_len``."""
-    shifted = deg[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag), deg])
-    out = np.zeros(ref_len)
-    n = min(ref_len, len(shifted))
-    out[:n] = shifted[:n]
-    return out
-
-
-def si_snr(ref: np.ndarray, deg: np.ndarray) -> float:
-    r = ref - ref.mean()
-    d = deg - deg.mean()
-    rr = float(np.dot(r, r))
-    if rr <= 0.0:
-        return math.nan
-    s = (float(np.dot(d, r)) / rr) * r
-    e = d - s
-    ee = float(np.dot(e, e))
-    ss = float(np.dot(s, s))
-    if ee <= 0.0:
-        return math.inf
-    if ss <= 0.0:
-        return -math.inf
-    return 10.0 * math.log10(ss / ee)
+si_snr = metrics.si_snr
 
 
 # --------------------------------------------------------------------------------------
@@ -182,61 +142,49 @@ def si_snr(ref: np.ndarray, deg: np.ndarray) -> float:
 
 
 class Visqol:
-    """ViSQOL v3 speech mode via the pure-Python ``visqol-python`` port (runs offline)."""
+    """ViSQOL speech mode (16 kHz) through ``nwc.codec.metrics``, self-tested at start-up."""
 
     def __init__(self) -> None:
-        self.api = None
+        self.engine: metrics.Visqol | None = None
         self.note = ""
         try:
-            from visqol import VisqolApi
+            engine = metrics.visqol_for("speech")
         except Exception as exc:
-            self.note = f"ViSQOL column skipped: visqol-python not importable ({exc})."
+            self.note = f"ViSQOL column skipped: visqol-python not usable ({exc})."
             return
-        # Create, then self test on a synthetic signal: proves it runs here, offline.
-        try:
-            api = VisqolApi()
-            mapping = "deep-lattice model (as the C++ default)"
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    api.create(mode="speech", use_lattice_model=True)
-            except ImportError:
-                mapping = (
-                    "polynomial mapping (lattice runtime ai-edge-litert missing; "
-                    "reads 1-2 MOS higher than the C++ default)"
-                )
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    api.create(mode="speech", use_lattice_model=False)
+        try:  # proves it runs here, offline, before hours of coding
             t = np.arange(SR * 2) / SR
             x = 0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-            api.measure_from_arrays(
-                x, x + 1e-3 * np.random.default_rng(0).standard_normal(len(x)), SR
-            )
+            engine(x, x + 1e-3 * np.random.default_rng(0).standard_normal(len(x)), SR)
         except Exception as exc:
             self.note = f"ViSQOL column skipped: visqol-python failed to start ({exc})."
             return
-        self.api = api
-        self.note = f"ViSQOL: visqol-python speech mode, 16 kHz, {mapping}; MOS-LQO 1-5."
+        self.engine = engine
+        self.note = f"ViSQOL: visqol-python, {engine.description}; MOS-LQO 1-5."
+
+    @property
+    def api(self) -> metrics.Visqol | None:
+        return self.engine
 
     def __call__(self, ref: np.ndarray, deg: np.ndarray) -> float:
-        if self.api is None:
+        if self.engine is None:
             return math.nan
-        return float(self.api.measure_from_arrays(ref, deg, SR).moslqo)
+        return self.engine(ref, deg, SR)
 
 
 def measure(ref: np.ndarray, deg: np.ndarray, visqol: Visqol | None) -> dict[str, float]:
-    from pesq import pesq
-    from pystoi import stoi
-
     out: dict[str, float] = {}
     try:
-        out["pesq_wb"] = float(pesq(SR, ref, deg, "wb"))
+        out["pesq_wb"] = metrics.pesq_wb(ref, deg, SR)
     except Exception as exc:  # e.g. NoUtterancesError on silence
         log(f"    PESQ failed: {exc}")
         out["pesq_wb"] = math.nan
-    out["stoi"] = float(stoi(ref, deg, SR, extended=False))
-    out["si_snr_db"] = si_snr(ref, deg)
+    try:
+        out["stoi"] = metrics.stoi(ref, deg, SR)
+    except ValueError as exc:  # too little speech left
+        log(f"    STOI failed: {exc}")
+        out["stoi"] = math.nan
+    out["si_snr_db"] = metrics.si_snr(ref, deg)
     if visqol is not None and visqol.api is not None:
         try:
             out["visqol"] = visqol(ref, deg)
@@ -267,7 +215,7 @@ class System:
     lag: int = 0
     align: str = "waveform"
     peak: float = math.nan
-    lags: list[int] = field(default_factory=list)  # lag used per measured clip
+    lags: list[float] = field(default_factory=list)  # delay used per measured clip
     how_per_clip: list[str] = field(default_factory=list)  # how each lag was chosen
 
     def add_xcorr(self, wave: np.ndarray, env: np.ndarray) -> None:
@@ -334,6 +282,88 @@ def codec2_system(mode: str) -> System:
         return enc.stat().st_size, read_raw_s16(dec, 8000)
 
     return System("Codec2 (8 kHz)", mode, CODEC2_MODES[mode], run)
+
+
+def mp3_system(kbps: int) -> System:
+    # `lame --decode` keeps the encoder and decoder delays: its output trails the input by
+    # 576 samples at the coded rate (16 kHz; 8 kHz at 8 kbps, i.e. 1152 at 16 kHz), which
+    # alignment removes like any other codec delay.
+    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+        enc, dec = work / "out.mp3", work / "out.wav"
+        sh(["lame", "--quiet", "--cbr", "-b", str(kbps), str(ref_wav), str(enc)])
+        sh(["lame", "--quiet", "--decode", str(enc), str(dec)])
+        return enc.stat().st_size, read_audio(dec)
+
+    return System("MP3 (LAME)", f"CBR {kbps}k", float(kbps), run)
+
+
+def lc3_system(kbps: int) -> System:
+    # liblc3's tools store an 18-byte header and a 2-byte length before every 10 ms frame
+    # (1.6 kbps), counted in the real rate like every other container.
+    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+        enc, dec = work / "out.lc3", work / "out.wav"
+        sh(["elc3", "-b", str(kbps * 1000), "-m", "10", str(ref_wav), str(enc)])
+        sh(["dlc3", str(enc), str(dec)])
+        return enc.stat().st_size, read_audio(dec)
+
+    return System("LC3", f"10 ms {kbps}k", float(kbps), run)
+
+
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+
+
+def ffmpeg_system(codec: str, mode: str, kbps: float, enc_args: list[str], suffix: str,
+                  in_args: tuple[str, ...] = ()) -> System:
+    """An anchor coded and decoded by ffmpeg; the decoded WAV is 16-bit at the codec's rate."""
+
+    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+        enc, dec = work / f"out.{suffix}", work / "out.wav"
+        sh([*FFMPEG, "-i", str(ref_wav), *enc_args, str(enc)])
+        sh([*FFMPEG, *in_args, "-i", str(enc), "-c:a", "pcm_s16le", str(dec)])
+        return enc.stat().st_size, read_audio(dec)
+
+    return System(codec, mode, kbps, run)
+
+
+def aac_system(kbps: int) -> System:
+    # ADTS (7-byte header a 1024-sample frame): the streaming form, like .nwc packets. The
+    # decoder keeps AAC's 1024-sample priming; alignment removes it.
+    return ffmpeg_system("AAC-LC (FFmpeg)", f"CBR {kbps}k", float(kbps),
+                         ["-c:a", "aac", "-b:a", f"{kbps}k", "-f", "adts"], "aac")
+
+
+def g722_system() -> System:
+    return ffmpeg_system("G.722 (FFmpeg)", f"{G722_KBPS}k", float(G722_KBPS),
+                         ["-c:a", "g722", "-f", "g722"], "g722", ("-f", "g722"))
+
+
+def vorbis_system(kbps: int) -> System:
+    # Ogg Vorbis carries ~4 kB of setup headers: about 4 kbps on a 7-second clip.
+    return ffmpeg_system("Vorbis (FFmpeg)", f"ABR {kbps}k", float(kbps),
+                         ["-c:a", "libvorbis", "-b:a", f"{kbps}k"], "ogg")
+
+
+def parse_ffmpeg_encoders(text: str) -> set[str]:
+    """Encoder names from `ffmpeg -encoders` (the rows after the ``------`` line)."""
+    names: set[str] = set()
+    started = False
+    for line in text.splitlines():
+        parts = line.split()
+        if not started:
+            started = bool(parts) and set(parts[0]) == {"-"}
+            continue
+        if len(parts) >= 2 and len(parts[0]) == 6:
+            names.add(parts[1])
+    return names
+
+
+def ffmpeg_encoders() -> set[str]:
+    try:
+        p = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return parse_ffmpeg_encoders(p.stdout) if p.returncode == 0 else set()
 
 
 def nwc_system(nwc: list[str], tier: dict) -> System:
@@ -420,6 +450,9 @@ def build_systems(args: argparse.Namespace, notes: list[str]) -> list[System]:
             systems += [amrwb_system(m) for m in range(len(amrwb.MODE_KBPS))]
             continue
         missing = [t for t in ANCHOR_TOOLS[a] if shutil.which(t) is None]
+        if a in FFMPEG_ENCODERS and not missing:
+            if FFMPEG_ENCODERS[a] not in ffmpeg_encoders():
+                missing = [f"ffmpeg encoder {FFMPEG_ENCODERS[a]}"]
         if missing:
             notes.append(f"{a} skipped: {', '.join(missing)} not found (run bench/install.sh).")
             continue
@@ -429,6 +462,16 @@ def build_systems(args: argparse.Namespace, notes: list[str]) -> list[System]:
             systems += [speex_system(q) for q in SPEEX_QUALITIES]
         elif a == "codec2":
             systems += [codec2_system(m) for m in CODEC2_MODES]
+        elif a == "mp3":
+            systems += [mp3_system(k) for k in MP3_KBPS]
+        elif a == "lc3":
+            systems += [lc3_system(k) for k in LC3_KBPS]
+        elif a == "aac":
+            systems += [aac_system(k) for k in AAC_KBPS]
+        elif a == "g722":
+            systems.append(g722_system())
+        elif a == "vorbis":
+            systems += [vorbis_system(k) for k in VORBIS_KBPS]
     return systems
 
 
@@ -470,9 +513,9 @@ def markdown(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def lag_span(lags: list[int]) -> str:
-    lo, hi = min(lags), max(lags)
-    return str(lo) if lo == hi else f"{lo}..{hi}"
+def lag_span(lags: list[float]) -> str:
+    lo, hi = (f"{round(v, 1) + 0.0:.1f}" for v in (min(lags), max(lags)))  # no "-0.0"
+    return lo if lo == hi else f"{lo}..{hi}"
 
 
 def alignment_note(systems: list[System]) -> str:
@@ -499,10 +542,12 @@ def alignment_note(systems: list[System]) -> str:
             )
         parts.append(text)
     return (
-        "Alignment: integer lag in samples at 16 kHz (output trailing input), at the peak of "
-        "the clip's normalised waveform cross-correlation with the reference; where that peak "
-        f"is below {WAVEFORM_PEAK_MIN}, at the peak of the system's cross-correlation summed "
-        "over all clips (of amplitude envelopes if that waveform peak is also below it). "
+        "Alignment (`nwc.codec.metrics`, as `nwc eval`): lag in samples at 16 kHz (output "
+        "trailing input) at the peak of the clip's normalised waveform cross-correlation with "
+        "the reference, refined to a fraction of a sample; where that peak "
+        f"is below {WAVEFORM_PEAK_MIN}, the integer peak of the system's cross-correlation "
+        "summed over all clips (of amplitude envelopes if that waveform peak is also below it); "
+        "both signals are then trimmed to their common span. "
         "Lags used: " + "; ".join(parts) + "."
     )
 
@@ -532,7 +577,7 @@ def summarise(s: System, n_clips: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        description="Quality benchmark of nwc tiers against AMR-WB, Opus, Speex and Codec2.",
+        description="Quality benchmark of nwc tiers against speech and audio codec anchors.",
     )
     p.add_argument("data_dir", type=Path, help="folder searched recursively for speech .wav")
     p.add_argument(
@@ -543,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--anchors",
         default=",".join(ALL_ANCHORS),
-        help="comma-separated anchors from amrwb,opus,speex,codec2 ('none' = skip)",
+        help=f"comma-separated anchors from {','.join(ALL_ANCHORS)} ('none' = skip)",
     )
     p.add_argument(
         "--clips",
@@ -630,15 +675,16 @@ def main(argv: list[str] | None = None) -> int:
             for ci, (nbytes, dec_path, own_lag, own_peak) in sorted(s.coded.items()):
                 ref = read_audio(refs[ci])
                 duration = len(ref) / SR
+                dec = np.load(dec_path).astype(np.float64)
                 if own_peak >= WAVEFORM_PEAK_MIN:
-                    lag, how = own_lag, "clip"
+                    lag, how = metrics.refine_delay(ref, dec, own_lag), "clip"
                 else:
-                    lag, how = s.lag, f"pooled {s.align}"
+                    lag, how = float(s.lag), f"pooled {s.align}"
                 s.lags.append(lag)
                 s.how_per_clip.append(how)
-                deg = shift_to(len(ref), np.load(dec_path).astype(np.float64), lag)
-                r = {"real_kbps": nbytes * 8 / duration / 1000.0, "lag_samples": float(lag)}
-                r.update(measure(ref, deg, visqol))
+                ref_t, deg_t = metrics.align_at(ref, dec, lag)  # as `nwc eval` aligns
+                r = {"real_kbps": nbytes * 8 / duration / 1000.0, "lag_samples": lag}
+                r.update(measure(ref_t, deg_t, visqol))
                 s.rows.append(r)
                 per_clip.append(
                     {

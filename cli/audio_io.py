@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 import soundfile as sf
@@ -53,16 +53,36 @@ _RAW_FORMATS = {"s16": ("<i2", 32768.0), "s24": (None, 8388608.0), "s32": ("<i4"
 
 
 def _pcm_blocks(f: BinaryIO, channels: int, fmt: str, limit: int | None) -> Iterator[np.ndarray]:
-    """Decode interleaved PCM from a byte stream in blocks of (frames, channels) float32."""
+    """Decode interleaved PCM from a byte stream in blocks of (frames, channels) float32.
+
+    A block is whatever whole frames the stream holds now, up to ``BLOCK`` (``read1``): a live
+    pipe (``arecord | nwc encode``) flows on at once instead of waiting for a full block, and
+    the encoder's output does not depend on how its input was chunked.
+    """
     width = {"s16": 2, "s24": 3, "s32": 4, "f32": 4, "f64": 8, "u8": 1}[fmt]
     frame_bytes = width * channels
     left = limit
+    read_some = getattr(f, "read1", None)
+    pending = b""  # a partial frame carried to the next block
     while left is None or left > 0:
         want = BLOCK if left is None else min(BLOCK, left)
-        raw = _read_exactly(f, want * frame_bytes)
+        if read_some is None:
+            raw = _read_exactly(f, want * frame_bytes)
+            eof = len(raw) < want * frame_bytes
+        else:
+            parts, got, eof = [pending], len(pending), False
+            while got < frame_bytes:
+                b = read_some(want * frame_bytes - got)
+                if not b:
+                    eof = True
+                    break
+                parts.append(b)
+                got += len(b)
+            raw = b"".join(parts)
         n = len(raw) // frame_bytes
         if n == 0:
             return
+        pending = raw[n * frame_bytes:]
         raw = raw[: n * frame_bytes]
         if fmt == "s24":
             b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
@@ -78,7 +98,7 @@ def _pcm_blocks(f: BinaryIO, channels: int, fmt: str, limit: int | None) -> Iter
         yield v.reshape(n, channels)
         if left is not None:
             left -= n
-        if len(raw) < want * frame_bytes:
+        if eof:
             return
 
 
@@ -187,6 +207,22 @@ def pcm_bytes(x: np.ndarray, bits: str) -> bytes:
     return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
+class _Flushing:
+    """stdout that flushes after every write: each packet (or decoded block) leaves at once,
+    so a live pipe is not held back by an 8 KiB buffer (4 s of a 16 kbps stream)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def write(self, data: bytes) -> int:
+        n = self._f.write(data)
+        self._f.flush()
+        return n
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 class AtomicOutput:
     """An output file written under a temporary name and renamed into place on success.
 
@@ -206,7 +242,7 @@ class AtomicOutput:
 
     def __enter__(self) -> BinaryIO:
         if self.path == "-":
-            self.f = sys.stdout.buffer
+            self.f = cast(BinaryIO, _Flushing(sys.stdout.buffer))
             return self.f
         self.check()
         d = Path(self.path).resolve().parent

@@ -1,4 +1,4 @@
-"""The ``nwc`` command: encode, decode, info, tiers, train.
+"""The ``nwc`` command: encode, decode, info, tiers, train; eval lives in eval_cmd.py.
 
 Arguments and I/O only: the codec lives in ``nwc.codec`` and the byte format in
 ``nwc.formats``. Exit codes: 0 ok, 1 bad data or runtime failure, 2 usage. Errors are one line
@@ -22,6 +22,7 @@ import numpy as np
 from .. import __version__
 from ..formats import container as fmt
 from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, pcm_ints, wav_header
+from .batch import batch_options, batched
 
 DEFAULT_TIER = "speech-16k"
 
@@ -121,23 +122,28 @@ def _pick_tier(tier: str | None, bitrate: str | None):
             want = parse_bitrate(bitrate) / 1000
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--bitrate") from None
-        cands = [tiers.load(n) for n in tiers.available()]
-        cands = [t for t in cands if t.kbps is not None]
+        # Every (tier, layer prefix) with a measured rate is a rung of the ladder.
+        cands = [(t, k + 1, r) for t in (tiers.load(n) for n in tiers.available())
+                 for k, r in enumerate(t.layer_kbps()) if r is not None]
         if not cands:
             raise Fatal("no installed tier records its bitrate (see `nwc tiers`)")
-        return min(cands, key=lambda t: abs(t.kbps - want))
+        best = min(cands, key=lambda c: abs(c[2] - want))
+        return best[0], best[1]
     name = tier or DEFAULT_TIER
     if tier is None and name not in tiers.available() and tiers.available():
         name = sorted(tiers.available())[0]
-    return tiers.load(name)
+    t = tiers.load(name)
+    return t, t.layers
 
 
 class _Progress:
     """Seconds-of-audio progress on stderr, only when it is a terminal."""
 
+    enabled = True  # batch mode turns bars off: several files share one terminal
+
     def __init__(self, total_s: float | None, quiet: bool, label: str) -> None:
         self.bar = None
-        if not quiet and sys.stderr.isatty():
+        if not quiet and self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total_s, unit="s", desc=label, file=sys.stderr, leave=False,
                             bar_format="{desc} {n:.1f}/{total_fmt} s audio [{elapsed}, {rate_fmt}]")
@@ -152,10 +158,13 @@ class _Progress:
 
 
 @cli.command()
-@click.argument("inp", metavar="IN")
+@click.argument("inp", metavar="IN...", nargs=-1)
 @click.argument("out", metavar="OUT")
 @click.option("-t", "--tier", help="Tier name (see `nwc tiers`).")
-@click.option("-b", "--bitrate", help="Pick the installed tier nearest this rate, e.g. 16k.")
+@click.option("-b", "--bitrate",
+              help="Pick the installed tier (and layer count) nearest this rate, e.g. 16k.")
+@click.option("-l", "--layers", type=click.IntRange(1, 255),
+              help="Code only the first LAYERS layers of a layered tier (default: all).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Add a tag (repeatable).")
 @click.option("--raw", is_flag=True, help="IN is headerless PCM.")
 @click.option("--raw-rate", type=click.IntRange(1, 1_000_000), default=16000, show_default=True)
@@ -164,35 +173,54 @@ class _Progress:
               default="s16", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="CPU threads for the model.")
+@click.option("--verify", is_flag=True,
+              help="Decode OUT again and print its quality against IN on stderr (`nwc eval`).")
+@batch_options
 @force_option
 @quiet_option
 @debug_option
 @handle_errors
-def encode(inp, out, tier, bitrate, tags, raw, raw_rate, raw_channels, raw_format, threads,
-           force, quiet, debug) -> None:
-    """Encode audio IN (any format soundfile reads; WAV or --raw on stdin) to an .nwc stream."""
+@batched("encode")
+def encode(inp, out, tier, bitrate, layers, tags, raw, raw_rate, raw_channels, raw_format, threads,
+           verify, force, quiet, debug) -> None:
+    """Encode audio IN (any format soundfile reads; WAV or --raw on stdin) to an .nwc stream.
+
+    Many files: `nwc encode a.wav b.flac talks/ -o coded/ --jobs 4` (folders are searched
+    recursively; each output is IN's name, or its path below the folder, as .nwc).
+    """
     import torch
 
     from ..codec.api import StreamEncoder, header_for
 
     torch.set_num_threads(threads)
     tag_map = _parse_tags(tags)
+    if verify and out == "-":
+        raise click.UsageError("--verify needs OUT to be a file")
+    kept: list[np.ndarray] = []  # the input again, as --verify's reference
     sink = AtomicOutput(out, force)
     sink.check()
-    t = _pick_tier(tier, bitrate)
+    t, picked = _pick_tier(tier, bitrate)
+    if layers is not None and bitrate:
+        raise click.UsageError("give --layers or --bitrate, not both")
+    layers = layers or picked
+    if layers > t.layers:
+        raise click.BadParameter(f"tier {t.name} has {t.layers} layer(s)", param_hint="--layers")
     src = open_audio(inp, raw, raw_rate, raw_channels, raw_format)
     if src.rate != t.sample_rate:
         _say(quiet, f"nwc: resampling {src.rate} Hz to {t.sample_rate} Hz for tier {t.name} "
                     "(decode restores the original rate)")
-    enc = StreamEncoder(t, src.rate, src.channels)
+    enc = StreamEncoder(t, src.rate, src.channels, layers)
     start = time.perf_counter()
     prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
     with sink as f:
-        w = fmt.ContainerWriter(f, header_for(t, src.rate, src.channels, src.frames, tag_map))
+        w = fmt.ContainerWriter(f, header_for(t, src.rate, src.channels, src.frames, tag_map,
+                                              layers))
         for block in src.blocks:
             for p in enc.push(block):
                 w.write(p)
             prog.update(block.shape[0] / src.rate)
+            if verify:
+                kept.append(block)
         for p in enc.finish():
             w.write(p)
         w.write_end(enc.next_seq, enc.coded_samples, enc.input_samples)
@@ -204,10 +232,15 @@ def encode(inp, out, tier, bitrate, tags, raw, raw_rate, raw_channels, raw_forma
     _say(quiet, f"nwc: encoded {secs:.2f} s ({src.channels} ch, {src.rate} Hz) with tier "
                 f"{t.name}: {nbytes} bytes, {kbps:.2f} kbps, "
                 f"{secs / wall if wall else 0:.0f}x real time")
+    if verify:
+        from .eval_cmd import verify_written
+
+        ref = np.concatenate(kept) if kept else np.zeros((0, src.channels), np.float32)
+        verify_written(out, ref, src.rate)
 
 
 @cli.command()
-@click.argument("inp", metavar="IN")
+@click.argument("inp", metavar="IN...", nargs=-1)
 @click.argument("out", metavar="OUT")
 @click.option("-r", "--rate", type=click.IntRange(1000, 768_000),
               help="Output sample rate (default: the original rate).")
@@ -216,12 +249,18 @@ def encode(inp, out, tier, bitrate, tags, raw, raw_rate, raw_channels, raw_forma
 @click.option("--bits", type=click.Choice(["16", "24", "float"]), default="16",
               show_default=True, help="Sample format of wav/raw/flac output.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@batch_options
 @force_option
 @quiet_option
 @debug_option
 @handle_errors
+@batched("decode")
 def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> None:
-    """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout)."""
+    """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout).
+
+    Many files: `nwc decode a.nwc coded/ -o decoded/ --jobs 4` (folders are searched
+    recursively for .nwc; outputs get the --format suffix, .wav by default).
+    """
     import torch
 
     from ..codec import tier as tiers
@@ -398,7 +437,11 @@ def tiers_cmd(as_json, debug) -> None:
         doc = json.loads(Path(path).read_text())
         meta = doc.get("meta", {})
         dev = meta.get("dev", {})
+        layers = meta.get("dev_layers") or [dev]
         rows.append({"name": name, "sample_rate": doc["sample_rate"],
+                     "lpc": bool(doc.get("cascade", {}).get("lpc", False)),
+                     "layers": [{"kbps": m.get("kbps"), "pesq_wb": m.get("pesq_wb"),
+                                 "stoi": m.get("stoi")} for m in layers],
                      "kbps": dev.get("kbps"), "target_kbps": meta.get("target_kbps"),
                      "pesq_wb": dev.get("pesq_wb"), "stoi": dev.get("stoi"),
                      "parameters": meta.get("parameters"), "path": str(path)})
@@ -413,13 +456,23 @@ def tiers_cmd(as_json, debug) -> None:
         def num(v, f):
             return f"{v:{f}}" if isinstance(v, (int, float)) else "-"
         click.echo(f"{r['name']:<16}{r['sample_rate']:>7}{num(r['kbps'], '8.2f')}"
-                   f"{num(r['pesq_wb'], '9.2f')}{num(r['stoi'], '7.3f')}")
+                   f"{num(r['pesq_wb'], '9.2f')}{num(r['stoi'], '7.3f')}"
+                   + ("  (LPC)" if r["lpc"] else ""))
+        if len(r["layers"]) > 1:  # every prefix of a layered tier is a rung
+            for k, m in enumerate(r["layers"], 1):
+                click.echo(f"{'  ' + str(k) + ' layer(s)':<23}{num(m['kbps'], '8.2f')}"
+                           f"{num(m['pesq_wb'], '9.2f')}{num(m['stoi'], '7.3f')}")
 
 
 @cli.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, help="Output stem: writes OUT.safetensors and OUT.json.")
-@click.option("-b", "--bitrate", default="16k", show_default=True, help="Target real bitrate.")
+@click.option("-b", "--bitrate", default="16k", show_default=True,
+              help="Target real bitrate; a list (8k,16k,24k) trains one layer per rate.")
+@click.option("--lpc", is_flag=True, help="Hybrid codec: an LPC front end before the stages.")
+@click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Keep the first N stages (and the LPC) fixed: add layers on top of a tier "
+                   "given with --init-from.")
 @click.option("--name", help="Tier name (default: OUT's file name).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
 @click.option("--init-from", type=click.Path(), help="Start from an existing tier (its .json).")
@@ -445,7 +498,8 @@ def tiers_cmd(as_json, debug) -> None:
 @quiet_option
 @debug_option
 @handle_errors
-def train(data_dir, out, bitrate, name, resume, init_from, device, max_steps, max_minutes,
+def train(data_dir, out, bitrate, lpc, freeze, name, resume, init_from, device, max_steps,
+          max_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, ramp_start,
           eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
@@ -453,13 +507,19 @@ def train(data_dir, out, bitrate, name, resume, init_from, device, max_steps, ma
     from ..codec.train import train as run
 
     try:
-        bps = parse_bitrate(bitrate)
+        rates = [parse_bitrate(b) for b in bitrate.split(",")]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--bitrate") from None
+    if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
+        raise click.BadParameter("layer bitrates must increase", param_hint="--bitrate")
+    if freeze and not init_from:
+        raise click.UsageError("--freeze needs --init-from")
+    bps = rates[-1]
     if not max_steps and not max_minutes:
         raise click.UsageError("give --max-steps or --max-minutes")
     levels = 31 if quantizer == "noise" else 32
-    cfg = TrainConfig(data=data_dir, out=out, bitrate=bps, name=name or "",
+    cfg = TrainConfig(data=data_dir, out=out, bitrate=bps, layer_bitrates=rates, lpc=lpc,
+                      freeze=freeze, name=name or "",
                       max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
                       warmup_steps=warmup_steps, ramp_start=ramp_start,
                       eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,
@@ -469,6 +529,10 @@ def train(data_dir, out, bitrate, name, resume, init_from, device, max_steps, ma
                              "channels": channels, "narrow": channels // 2,
                              "code_channels": code_channels})
     run(cfg, progress=not quiet)
+
+
+# Sub-commands in their own modules register themselves (they need the helpers above).
+from . import eval_cmd, truncate_cmd  # noqa: E402, F401
 
 
 def main() -> None:

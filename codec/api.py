@@ -13,14 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
-import torch
 
 from ..formats.container import AUDIO, Damage, Packet, StreamHeader
 from . import entropy, lpc
 from .framing import OverlapAdd, split_frames
 from .gain import GAIN_BITS, gain_code, gain_value
 from .tier import Tier, TierError
-
 
 _IDENTITY = np.eye(1, lpc.ORDER + 1)[0]   # A(z) = 1: before any decoded filter
 
@@ -114,7 +112,8 @@ def header_for(tier: Tier, input_rate: int, channels: int, total_samples: int | 
     return StreamHeader(
         sample_rate=tier.sample_rate, original_rate=input_rate, channels=channels,
         total_samples=total_samples, codec_delay=0, tier=tier.name, model_id=tier.model_id,
-        weights_hash=tier.hash, frame_size=f.frame, hop_size=f.hop, num_layers=layers or tier.layers,
+        weights_hash=tier.hash, frame_size=f.frame, hop_size=f.hop,
+        num_layers=layers or tier.layers,
         packet_frames=f.packet_frames, gain_bits=GAIN_BITS, coder=entropy.CODER_ID,
         tags=dict(tags or {}))
 
@@ -165,7 +164,8 @@ class StreamEncoder:
         self.coded_samples += pcm.shape[0]
         chunk = pcm.T
         if self._lpc is not None:  # pre-filter as samples arrive: chunking cannot change it
-            chunk = np.stack([st.pre(ch) for st, ch in zip(self._lpc, chunk)]).astype(np.float32)
+            chunk = np.stack([st.pre(ch) for st, ch in zip(self._lpc, chunk, strict=True)]
+                             ).astype(np.float32)
         self._buf = np.concatenate([self._buf, chunk], axis=1)
         return self._drain(final=False)
 
@@ -303,7 +303,9 @@ class StreamDecoder:
         idx = lpc.set_index(res.shape[0], f.hop, f.overlap, n_frames)
         out = np.empty_like(res)
         for c, st in enumerate(self._lpc):
-            prev = st.prev if st.prev is not None else _IDENTITY
+            # The stream's first frame has no predecessor: the encoder used its own set.
+            prev = st.prev if st.prev is not None else \
+                (sets[c, 0] if sets is not None else _IDENTITY)
             own = sets[c] if sets is not None else np.zeros((0, prev.shape[0]))
             out[:, c] = st.synthesize(res[:, c], np.vstack([prev[None], own]), idx)
             if sets is not None:

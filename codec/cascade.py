@@ -14,6 +14,7 @@ This module works on frames and symbols only; framing, gains and the range coder
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,9 +44,10 @@ class CascadeConfig:
         return cls(nwc=NWCConfig.from_dict(d.pop("nwc")), **d)
 
 
-@dataclass
-class StageOutput:
-    """One training pass: reconstruction after each stage, rate and latents per stage."""
+class StageOutput(NamedTuple):
+    """One training pass: reconstruction after each stage, rate and latents per stage.
+
+    A NamedTuple, so DistributedDataParallel can find the tensors in it."""
 
     recs: list[torch.Tensor]
     bits: list[torch.Tensor]
@@ -76,6 +78,7 @@ class Cascade(nn.Module):
         """Training pass over (N, frame) normalised frames."""
         total = torch.zeros_like(frames)
         out = StageOutput([], [], [], frames.new_zeros(()))
+        penalty_sum = frames.new_zeros(())
         for k, stage in enumerate(self.stages[: n_stages or len(self.stages)]):
             s = self.scale(k)
             rec, bits, penalty, lat = stage((frames - total) * s, quantize)
@@ -83,8 +86,8 @@ class Cascade(nn.Module):
             out.recs.append(total)
             out.bits.append(bits)
             out.latents.append(lat)
-            out.penalty = out.penalty + penalty
-        return out
+            penalty_sum = penalty_sum + penalty
+        return out._replace(penalty=penalty_sum)
 
     def encode_frames(self, frames: np.ndarray, n_stages: int) -> list[np.ndarray]:
         """(N, frame) normalised frames → symbols (N, C, T) of the first ``n_stages`` stages."""
@@ -107,7 +110,8 @@ class Cascade(nn.Module):
         with torch.inference_mode():
             for k, sym in enumerate(symbols):
                 stage = self.stages[k]
-                y = stage.decode(torch.from_numpy(stage.quantizer.from_symbols(sym))) / self.scale(k)
+                q = torch.from_numpy(stage.quantizer.from_symbols(sym))
+                y = stage.decode(q) / self.scale(k)
                 total = y if total is None else total + y
         assert total is not None
         return total.numpy()

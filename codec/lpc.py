@@ -77,6 +77,8 @@ def _synthesize(r: np.ndarray, sets: np.ndarray, idx: np.ndarray, mem: np.ndarra
         s = r[n]
         for k in range(1, p + 1):
             s -= a[k] * buf[p + n - k]
+        # Valid streams stay far below this; it keeps any forged stream's output finite.
+        s = min(max(s, -1e4), 1e4)
         buf[p + n] = s
         d = s + coef * d
         out[n] = d
@@ -199,9 +201,48 @@ def _poly_from_pairs(cos2: np.ndarray, ones, pad):
     return p
 
 
+MAX_GAIN_DB = 60.0   # speech analysis stays under ~40 dB of prediction gain
+
+
+def prediction_gain_db(a: np.ndarray) -> np.ndarray:
+    """Prediction gain Σ −10·log10(1 − k_i²) of each polynomial (N, p+1), from the step-down
+    recursion's reflection coefficients k_i; ``inf`` where 1/A is unstable."""
+    a = np.array(a, dtype=np.float64)
+    gain = np.zeros(a.shape[0])
+    with np.errstate(all="ignore"):
+        for i in range(a.shape[1] - 1, 0, -1):
+            k = a[:, i]
+            ok = np.abs(k) < 1.0  # False for NaN too
+            gain = np.where(ok, gain - 10.0 * np.log10(np.where(ok, 1.0 - k * k, 1.0)), np.inf)
+            den = np.where(ok, 1.0 - k * k, 1.0)
+            a = np.where(ok[:, None], (a[:, : i + 1] - k[:, None] * a[:, i::-1]) / den[:, None],
+                         0.0)[:, :i]
+    return gain
+
+
 def lsf_to_lpc(lsf: np.ndarray) -> np.ndarray:
-    """LPC polynomials (N, 17) of LSFs (N, 16) (float64 numpy)."""
-    lsf = np.asarray(lsf, dtype=np.float64)
+    """LPC polynomials (N, 17) of LSFs (N, 16) (float64 numpy), always stable.
+
+    Ordered LSFs give a minimum-phase polynomial in exact arithmetic, but a pile of LSFs
+    crowded together (only a damaged or forged stream has them; analysis never does) has an
+    absurd gain or loses stability to rounding. Such rows get bandwidth expansion until their
+    prediction gain is plausible;
+    encoder and decoder run the same code, so they still agree.
+    """
+    a = _lsf_to_lpc(lsf)
+    bad = ~(prediction_gain_db(a) <= MAX_GAIN_DB)
+    gamma = 0.9 ** np.arange(a.shape[-1])
+    for _ in range(20):
+        if not bad.any():
+            break
+        a[bad] = a[bad] * gamma
+        bad = ~(prediction_gain_db(a) <= MAX_GAIN_DB)
+    a[bad] = np.eye(1, a.shape[-1])[0]   # give up on the row: a flat filter
+    return a
+
+
+def _lsf_to_lpc(lsf: np.ndarray) -> np.ndarray:
+    lsf = np.asarray(lsf, dtype=np.float64).reshape(-1, lsf.shape[-1])
     ones = np.ones(lsf.shape[:-1] + (1,))
 
     def pad(v: np.ndarray, lr: tuple[int, int]) -> np.ndarray:

@@ -3,8 +3,9 @@
 The JSON holds the architecture (a CMRL cascade of NWC stages, optionally behind the LPC
 module), framing, integer code tables per layer, the sha256 of the safetensors file, and what
 training measured. Format 1 (a single NWC module) still loads, as a one-stage cascade with the
-same stream hash, so streams written by earlier versions stay decodable. Loading is strict (every tensor must match) and checks the
-hash, so a stream can name exactly the weights it needs. No pickle anywhere.
+same stream hash, so streams written by earlier versions stay decodable. Loading is strict
+(every tensor must match) and checks the hash, so a stream can name exactly the weights it
+needs. No pickle anywhere.
 
 Tiers are looked up in the shipped ``nwc/weights`` folder and in the folders listed in the
 ``NWC_WEIGHTS`` environment variable (``os.pathsep``-separated), user folders first.

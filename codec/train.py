@@ -10,9 +10,10 @@ the base layer of an LPC tier, whose quantizer also pays ``w_lsd`` · log-spectr
 With LPC the packets are the LPC residual of the pre-processed signal, computed with the
 quantized filters inside the graph, and the error is measured there (prior-art §C–D): white
 error in the residual comes out of the synthesis filter shaped like the speech envelope.
-Each λ_k is driven by its own controller toward a target number of bits per symbol; the target starts high and ramps down to the
-bitrate's value (a sudden drop destroys quality: prototype-lessons §2), and it is corrected
-after every dev evaluation by the ratio of the really entropy-coded rate to the estimate.
+Each λ_k is driven by its own controller toward a target number of bits per symbol; the
+target starts high and ramps down to the bitrate's value (a sudden drop destroys quality:
+prototype-lessons §2), and it is corrected after every dev evaluation by the ratio of the
+really entropy-coded rate to the estimate.
 
 Checkpoints (safetensors + JSON, no pickle) are written atomically every few minutes, so a
 killed run resumes where it stopped. Under ``torchrun`` the same loop runs data-parallel
@@ -35,13 +36,11 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from ..formats.container import END, Packet, encode_packet
-from . import api, entropy
+from . import api, entropy, lpc
+from .cascade import Cascade, CascadeConfig
 from .data import PacketSampler, list_audio, load_mono
 from .framing import Framing, split_frames
-from .gain import GAIN_BITS
-from . import lpc
-from .cascade import Cascade, CascadeConfig
-from .gain import gain_code, gain_value
+from .gain import GAIN_BITS, gain_code, gain_value
 from .losses import mel_distance, time_mse
 from .model import NWCConfig, count_parameters
 from .quantize import channel_histogram
@@ -198,11 +197,24 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
     sr = tier.sample_rate
     encoded = [api.encode_array(tier, x, sr) for x in clips]
     seconds = sum(x.shape[0] for x in clips) / sr
+    # Information content of each layer's symbols under the shipped tables (the ideal rate).
+    f = tier.framing
+    ideal = [0.0] * tier.layers
+    for packets in encoded:
+        for p in packets:
+            n = f.frames_for(p.granule - p.seq * f.packet_hop)
+            shape = (n, tier.config.nwc.code_channels, tier.model.code_steps)
+            for k, layer in enumerate(p.layers):
+                parts = [(tier.tables[k], shape)]
+                if k == 0 and tier.lpc:
+                    parts.insert(0, (tier.lsf_tables, (n, lpc.ORDER, 1)))
+                ideal[k] += sum(tab.ideal_bits(sym) for (tab, _), sym in
+                                zip(parts, entropy.decode_many(layer, parts), strict=True))
     results = []
     for k in range(1, tier.layers + 1):
         total_bytes = 0
         scores_pesq, scores_stoi = [], []
-        for x, packets in zip(clips, encoded):
+        for x, packets in zip(clips, encoded, strict=False):
             cut = [Packet(kind=p.kind, seq=p.seq, granule=p.granule, side=p.side,
                           layers=p.layers[:k]) for p in packets]
             h = api.header_for(tier, sr, 1, x.shape[0], layers=k)
@@ -218,6 +230,7 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
         results.append({
             "layers": k,
             "kbps": 8 * total_bytes / seconds / 1000,
+            "ideal_kbps": sum(ideal[:k]) / seconds / 1000,
             "pesq_wb": float(np.mean(scores_pesq)) if scores_pesq else float("nan"),
             "stoi": float(np.mean(scores_stoi)),
             "clips": len(clips),
@@ -226,7 +239,8 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
     return results
 
 
-def _save_checkpoint(path: Path, model: NWC, opt: torch.optim.Optimizer, state: dict) -> None:
+def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                     state: dict) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, group in enumerate(opt.param_groups):
         for j, p in enumerate(group["params"]):
@@ -243,7 +257,7 @@ def _save_checkpoint(path: Path, model: NWC, opt: torch.optim.Optimizer, state: 
     os.replace(path / "ckpt.json.tmp", path / "ckpt.json")
 
 
-def _load_checkpoint(path: Path, model: NWC, opt: torch.optim.Optimizer) -> dict:
+def _load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
     tensors = load_file(str(path / "ckpt.safetensors"))
     state = json.loads((path / "ckpt.json").read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
@@ -301,7 +315,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     mcfg = NWCConfig(**cfg.model)
     mcfg.frame = framing.frame
     rates = [float(r) for r in cfg.layer_bitrates] or [cfg.bitrate]
-    if any(b <= a for a, b in zip(rates, rates[1:])):
+    if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
         raise ValueError("layer bitrates must increase")
     ccfg = CascadeConfig(nwc=mcfg, stages=len(rates), lpc=cfg.lpc, res_scale=cfg.res_scale)
     src = None
@@ -341,7 +355,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     if cfg.resume and (run_dir / "ckpt.json").exists():
         st = _load_checkpoint(run_dir, model, opt)
         step, elapsed = st["step"], st["elapsed"]
-        for c, (lam, ema) in zip(ctrls, st["ctrl"]):
+        for c, (lam, ema) in zip(ctrls, st["ctrl"], strict=False):
             c.log_lam, c.ema = lam, ema
         rate_fix = st["rate_fix"]
         history = st.get("history", [])
@@ -354,7 +368,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     # Code bits per symbol of each layer; coder flushes and packet headers are folded into
     # ``rate_fix``. The base layer also pays the gain side info (and carries the LSFs).
     targets = [((r - lo) - (side_bps if k == 0 else 0.0)) / sym_per_s
-               for k, (lo, r) in enumerate(zip([0.0] + rates[:-1], rates))]
+               for k, (lo, r) in enumerate(zip([0.0] + rates[:-1], rates, strict=False))]
     if min(targets) <= 0:
         raise ValueError("a layer's bitrate is too low for its side information")
 
@@ -415,7 +429,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         quantize = step >= cfg.warmup_steps
         ramp = min(1.0, p / cfg.ramp_fraction) if cfg.ramp_fraction > 0 else 1.0
         goal = [t * (cfg.ramp_start + (1.0 - cfg.ramp_start) * ramp) / fix
-                for t, fix in zip(targets, rate_fix)]
+                for t, fix in zip(targets, rate_fix, strict=False)]
         for g in opt.param_groups:
             g["lr"] = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * p))
 
@@ -459,7 +473,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
                 ctrls[k].update(float(hard[k]), goal[k])
         step += 1
         elapsed = time.time() - start_wall
-        kbps_now = (sum(float(h) * fix for h, fix in zip(hard, rate_fix)) * sym_per_s
+        kbps_now = (sum(float(h) * fix for h, fix in zip(hard, rate_fix, strict=False)) * sym_per_s
                     + side_bps) / 1000
         if bar is not None:
             post = {"loss": f"{float(dist_loss.detach()):.3f}",

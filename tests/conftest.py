@@ -84,6 +84,34 @@ def build_tiny_tier(name: str = TIER_NAME, seed: int = 0):
                  meta={"dev": {"kbps": 1.0}, "target_kbps": 1.0})
 
 
+LPC_TIER_NAME = "tiny-lpc"
+
+
+def build_tiny_lpc_tier(name: str = LPC_TIER_NAME, seed: int = 1):
+    """A random-initialised two-layer LPC cascade with tables fit to its own symbols."""
+    from nwc.codec.cascade import Cascade, CascadeConfig
+    from nwc.codec.data import PacketSampler
+    from nwc.codec.framing import Framing
+    from nwc.codec.model import NWCConfig
+    from nwc.codec.tier import build
+    from nwc.codec.train import code_tables
+
+    torch.manual_seed(seed)
+    cfg = CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=2, lpc=True)
+    model = Cascade(cfg).eval()
+    with torch.no_grad():
+        for stage in model.stages:
+            stage.encoder[-1].weight.mul_(16.0)
+            stage.encoder[-1].bias.zero_()
+    framing = Framing()
+    sampler = PacketSampler([speech_like(4.0, 16000, 1, seed=seed + 100)[:, 0]], framing)
+    tables, lsf_tables = code_tables(model, sampler, torch.device("cpu"), 16000, n_packets=32)
+    return build(name, 16000, framing, cfg, tables, state=model.state_dict(),
+                 lsf_tables=lsf_tables,
+                 meta={"dev": {"kbps": 3.0}, "dev_layers": [{"kbps": 2.0}, {"kbps": 3.0}],
+                       "target_kbps": 3.0})
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A folder holding the installed tiny tier; NWC_WEIGHTS points at it for the session."""
@@ -91,6 +119,7 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     d = tmp_path_factory.mktemp("weights")
     build_tiny_tier().save(d / TIER_NAME)
+    build_tiny_lpc_tier().save(d / LPC_TIER_NAME)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NWC_WEIGHTS", str(d))
         tiers._CACHE.clear()
@@ -104,6 +133,14 @@ def tiny_tier(weights_dir: Path):
     from nwc.codec import tier as tiers
 
     return tiers.load(TIER_NAME)
+
+
+@pytest.fixture(scope="session")
+def lpc_tier(weights_dir: Path):
+    """The installed two-layer LPC tier."""
+    from nwc.codec import tier as tiers
+
+    return tiers.load(LPC_TIER_NAME)
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def reference_decode(tier, packets: list[Packet], channels: int, total: int) -> 
         if p.kind != AUDIO:
             continue
         n = f.frames_for(p.granule - p.seq * f.packet_hop)
-        parts.append(api.decode_payload(tier, p.side, p.layers, channels, n))
+        parts.append(api.decode_payload(tier, p.side, p.layers, channels, n)[0])
     frames = np.concatenate(parts, axis=1)
     n = frames.shape[1]
     out = np.zeros((channels, f.packet_span(n)), np.float32)
@@ -380,7 +380,7 @@ def test_decode_payload_rejects_bad_side_info(tiny_tier) -> None:
         api.decode_payload(tiny_tier, side + b"\x00", layers, 1, 3)
     with pytest.raises(CodecError):
         api.decode_payload(tiny_tier, side, [], 1, 3)
-    assert api.decode_payload(tiny_tier, side, layers, 1, 3).shape == (1, 3, 512)
+    assert api.decode_payload(tiny_tier, side, layers, 1, 3)[0].shape == (1, 3, 512)
 
 
 # --------------------------------------------------------------------------- tiers
@@ -391,7 +391,7 @@ def test_tier_save_load_round_trip(tiny_tier, tmp_path) -> None:
     t = tiers.load_path(tmp_path / "copy.json")
     assert t.hash == tiny_tier.hash and t.name == "tiny"
     assert t.config == tiny_tier.config and t.framing == tiny_tier.framing
-    np.testing.assert_array_equal(t.tables.freqs, tiny_tier.tables.freqs)
+    np.testing.assert_array_equal(t.tables[0].freqs, tiny_tier.tables[0].freqs)
     a, b = t.model.state_dict(), tiny_tier.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     doc = json.loads((tmp_path / "copy.json").read_text())
@@ -415,7 +415,7 @@ def test_tier_load_is_strict(tiny_tier, tmp_path) -> None:
     tiny_tier.save(tmp_path / "strict")
     j = tmp_path / "strict.json"
     doc = json.loads(j.read_text())
-    doc["config"]["channels"] = 16  # weights no longer fit the architecture
+    doc["cascade"]["nwc"]["channels"] = 16  # weights no longer fit the architecture
     j.write_text(json.dumps(doc))
     with pytest.raises(TierError, match="damaged"):
         tiers.load_path(j)
@@ -459,7 +459,7 @@ def test_stream_with_other_weights_is_refused(tiny_tier) -> None:
 
 def test_tier_hash_covers_tables(tiny_tier) -> None:
     t = tiers.build("tiny", 16000, tiny_tier.framing, tiny_tier.config,
-                    entropy.CodeTables(tiny_tier.tables.freqs + 1),
+                    entropy.CodeTables(tiny_tier.tables[0].freqs + 1),
                     state=tiny_tier.model.state_dict())
     t.weights_sha256 = tiny_tier.weights_sha256
     assert t.hash != tiny_tier.hash

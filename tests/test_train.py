@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import speech_like, write_wav
 from nwc.codec import tier as tiers
 from nwc.codec.api import decode_packets, encode_array, header_for
@@ -55,8 +56,8 @@ def test_train_writes_a_loadable_tier(trained: Path) -> None:
     weights, meta_file = trained.with_suffix(".safetensors"), trained.with_suffix(".json")
     assert weights.stat().st_size > 0 and meta_file.stat().st_size > 0
     doc = json.loads(meta_file.read_text())
-    assert doc["name"] == "mini" and doc["config"]["channels"] == 8
-    assert doc["config"]["code_channels"] == 2
+    assert doc["name"] == "mini" and doc["cascade"]["nwc"]["channels"] == 8
+    assert doc["cascade"]["nwc"]["code_channels"] == 2
     dev = doc["meta"]["dev"]
     assert dev["clips"] == 2 and np.isfinite(dev["kbps"]) and dev["kbps"] > 0
     assert 0 < dev["ideal_kbps"] <= dev["kbps"]  # the real rate includes coder and framing
@@ -101,3 +102,29 @@ def test_ddp_two_processes_on_cpu(data_dir: Path, tmp_path: Path) -> None:
     training = t.meta["training"]
     assert training["world_size"] == 2 and training["steps"] == 6
     assert training["device"] == "cpu"
+
+
+def test_train_layered_lpc_then_add_a_layer(data_dir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "lpc2"
+    r = train_cli(data_dir, "--out", base, "--lpc", "--bitrate", "6k,10k", "--max-steps", "6",
+                  *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(base.with_suffix(".json").read_text())
+    assert doc["cascade"]["lpc"] and doc["cascade"]["stages"] == 2
+    assert len(doc["tables"]) == 2 and len(doc["lsf_tables"]) == 16
+    layers = doc["meta"]["dev_layers"]
+    assert [m["layers"] for m in layers] == [1, 2] and layers[0]["kbps"] < layers[1]["kbps"]
+    # Greedy growth: a third stage on top of the frozen two.
+    top = tmp_path / "lpc3"
+    r = train_cli(data_dir, "--out", top, "--lpc", "--bitrate", "6k,10k,14k", "--init-from",
+                  base.with_suffix(".json"), "--freeze", "2", "--max-steps", "4", *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    from safetensors.torch import load_file
+
+    a = load_file(str(base.with_suffix(".safetensors")))
+    b = load_file(str(top.with_suffix(".safetensors")))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # frozen stages and LSF quantizer kept
+    assert any(k.startswith("stages.2.") for k in b)
+    r = train_cli(data_dir, "--out", tmp_path / "x", "--freeze", "1", "--max-steps", "1",
+                  *TINY_ARGS)
+    assert r.returncode == 2 and "--init-from" in r.stderr

@@ -1,0 +1,805 @@
+#!/usr/bin/env python3
+"""Speed benchmark: how fast, how lean and how late every nwc tier is, next to Opus.
+
+For each tier (``nwc tiers --json``, or ``--tiers``) and each test length (speech from a
+corpus folder, concatenated into a temporary folder), it measures:
+
+* real-time factors (audio seconds per wall second) of encode and decode
+  - in a warm process: ``nwc.codec.api`` after a warm-up, at 1 thread and at all threads;
+  - end to end through the CLI (``nwc encode IN OUT``, process start included);
+* peak memory (max RSS of the CLI process, from ``/usr/bin/time``);
+* time to the first output byte with the CLI in a pipe (``nwc encode - -``, ``nwc decode - -``);
+* live latency: a WAV fed at real-time pace through ``nwc encode - - | nwc decode - -``,
+  time from feeding a sample to hearing it (first sample of the first packet, and the worst
+  sample in steady state), against the algorithmic latency of the framing;
+* FLOPs per audio second of each network (conv/matmul MACs x 2, from the modules' shapes),
+  against this machine's measured 1-thread matmul rate;
+* Opus (``opusenc``/``opusdec``, at the tier's nominal bitrate) on the same files in the same
+  run, and the nwc/Opus ratios.
+
+``--memory-hours H`` instead streams a long synthetic talk (corpus speech repeated) through
+``nwc encode - - | nwc decode - -`` and reports each process's peak RSS at 10 minutes and at
+H hours: flat memory in input length.
+
+Usage::
+
+    python bench/speed.py [--tiers a,b] [--lengths 60,600] [--out-md FILE]
+    python bench/speed.py --memory-hours 1 [--tiers speech-16k]
+    python bench/speed.py --quick --corpus DIR        # seconds-long smoke run (tests)
+
+Progress goes to stderr; stdout carries the Markdown tables and notes only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+# As the CLI does for --threads > 1 (cli/batch.py): libgomp's default spin-waiting makes
+# multi-threaded runs of these small convolutions erratic and far slower on small VMs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+SR = 16000
+BLOCK = 1 << 15          # PCM frames per push, as the CLI reads files
+SYNC = b"\xa5NWP"        # first bytes of every .nwc packet (formats/SPEC.md)
+WAV_HEADER = 44
+TIMEOUT_S = 1800
+OPUS_LATENCY_MS = 26.5   # opusenc default: 20 ms frames + 6.5 ms look-ahead (RFC 6716)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Test audio
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    files = sorted(p for p in corpus.rglob("*.wav") if p.is_file())
+    if not files:
+        raise SystemExit(f"{corpus}: no .wav files")
+    return files
+
+
+def speech(files: list[Path], seconds: float) -> np.ndarray:
+    """``seconds`` of 16 kHz mono speech: corpus files in sorted order, end to end, repeated
+    from the start if the corpus is shorter."""
+    import soxr
+
+    want = int(round(seconds * SR))
+    parts, have = [], 0
+    while have < want:
+        for f in files:
+            x, rate = sf.read(str(f), dtype="float32", always_2d=True)
+            x = x.mean(axis=1)
+            if rate != SR:
+                x = soxr.resample(x, rate, SR)
+            parts.append(x)
+            have += x.shape[0]
+            if have >= want:
+                break
+    return np.concatenate(parts)[:want]
+
+
+def pcm16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2")
+
+
+def stream_wav_header(rate: int = SR, channels: int = 1) -> bytes:
+    """WAV header with unknown sizes (0xFFFFFFFF), as written to pipes."""
+    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels,
+                          2 * channels, 16)
+            + b"data" + struct.pack("<I", 0xFFFFFFFF))
+
+
+# --------------------------------------------------------------------------------------
+# Processes: wall time and peak RSS of one child
+
+
+@dataclass
+class Proc:
+    """What one finished child process took."""
+
+    wall_s: float
+    rss_mb: float
+    rc: int
+    err: str = ""
+
+
+TIME = shutil.which("time", path="/usr/bin:/bin") or ""
+
+
+class PeakRSS:
+    """Peak RSS of one child, from ``/usr/bin/time -f %M`` around it.
+
+    Not ``wait4`` on the child itself: a child forked from this (torch-sized) process and
+    then exec'd keeps the parent's high-water mark in its ``ru_maxrss``. ``time`` is small,
+    so what it reports is the command's own peak.
+    """
+
+    def __init__(self) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="nwc-speed-rss-")
+        os.close(fd)
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        return [TIME, "-f", "%M", "-o", self.path, *cmd] if TIME else cmd
+
+    def mb(self) -> float:
+        try:
+            text = Path(self.path).read_text().split()
+            return float(text[-1]) / 1024.0 if text else float("nan")
+        except (OSError, ValueError):
+            return float("nan")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def run_proc(cmd: list[str], stdin: Path | None = None, stdout: Path | None = None,
+             env: dict | None = None) -> Proc:
+    """Run ``cmd`` to completion: wall time, exit code and peak RSS."""
+    rss = PeakRSS()
+    with contextlib.ExitStack() as st:
+        fin = st.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
+        fout = st.enter_context(open(stdout, "wb")) if stdout else subprocess.DEVNULL
+        ferr = st.enter_context(tempfile.TemporaryFile())
+        t0 = time.perf_counter()
+        rc = subprocess.call(rss.wrap(cmd), stdin=fin, stdout=fout, stderr=ferr, env=env)
+        wall = time.perf_counter() - t0
+        ferr.seek(0)
+        err = ferr.read().decode(errors="replace").strip()
+    return Proc(wall, rss.mb(), rc, err)
+
+
+def checked(p: Proc, what: str) -> Proc:
+    if p.rc != 0:
+        raise RuntimeError(f"{what} exited {p.rc}: {p.err.splitlines()[-1:] or ''}")
+    return p
+
+
+@dataclass
+class Reads:
+    """Arrival times of a child's stdout: (seconds since start, total bytes so far)."""
+
+    t0: float
+    marks: list[tuple[float, int]] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)
+    keep: bool = True
+
+    def first_past(self, nbytes: int) -> float | None:
+        """Seconds until the stream held more than ``nbytes`` bytes."""
+        for t, n in self.marks:
+            if n > nbytes:
+                return t
+        return None
+
+
+def _drain(fd: int, reads: Reads) -> None:
+    total = 0
+    while True:
+        b = os.read(fd, 1 << 16)
+        if not b:
+            return
+        total += len(b)
+        reads.marks.append((time.perf_counter() - reads.t0, total))
+        if reads.keep:
+            reads.data += b
+
+
+def _feed(f, data: bytes | Iterator[bytes]) -> None:
+    try:
+        if isinstance(data, bytes):
+            f.write(data)
+        else:
+            for chunk in data:
+                f.write(chunk)
+        f.close()
+    except BrokenPipeError:
+        pass
+
+
+def pipe_timed(cmd: list[str], data: bytes, env: dict | None = None) -> tuple[Proc, Reads]:
+    """Feed ``data`` to ``cmd``'s stdin as fast as it reads; time every stdout arrival."""
+    rss = PeakRSS()
+    with tempfile.TemporaryFile() as ferr:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(rss.wrap(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=ferr, env=env)
+        reads = Reads(t0)
+        feeder = threading.Thread(target=_feed, args=(p.stdin, data), daemon=True)
+        feeder.start()
+        _drain(p.stdout.fileno(), reads)
+        rc = p.wait()
+        wall = time.perf_counter() - t0
+        feeder.join()
+        ferr.seek(0)
+        err = ferr.read().decode(errors="replace").strip()
+    return Proc(wall, rss.mb(), rc, err), reads
+
+
+# --------------------------------------------------------------------------------------
+# In-process (warm) timing
+
+
+def best_of(reps: int, fn) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def warm_rtf(tier_name: str, x: np.ndarray, threads: int, reps: int) -> dict:
+    """Encode/decode real-time factors through ``nwc.codec.api`` in this (warm) process."""
+    import torch
+    from nwc.codec import api
+    from nwc.codec import tier as tiers
+
+    torch.set_num_threads(threads)
+    t = tiers.load(tier_name)
+
+    def encode(sig: np.ndarray) -> list:
+        enc = api.StreamEncoder(t, SR, 1)
+        packets = []
+        for i in range(0, sig.shape[0], BLOCK):  # the CLI's read blocks
+            packets += enc.push(sig[i:i + BLOCK, None])
+        return packets + enc.finish()
+
+    def decode(packets: list, n: int) -> np.ndarray:
+        dec = api.StreamDecoder(t, api.header_for(t, SR, 1, n))
+        parts = [dec.push(p) for p in packets]
+        parts.append(dec.finish())
+        return np.concatenate(parts)
+
+    warm = x[: 5 * SR]
+    decode(encode(warm), warm.shape[0])
+    enc_s, packets = best_of(reps, lambda: encode(x))
+    dec_s, y = best_of(reps, lambda: decode(packets, x.shape[0]))
+    assert y.shape[0] == x.shape[0]
+    secs = x.shape[0] / SR
+    return {"enc": secs / enc_s, "dec": secs / dec_s}
+
+
+def fast_path_check(tier_name: str, x: np.ndarray) -> str | None:
+    """Inference kernels (codec/infer.py) against the modules' own forward, on ``x``."""
+    import torch
+    from nwc.codec import tier as tiers
+
+    try:
+        from nwc.codec import infer  # noqa: F401 - absent in versions without it
+    except ImportError:
+        return None
+    t = tiers.load(tier_name)
+    stages = list(getattr(t.model, "stages", [t.model]))
+    f = t.framing
+    n = (x.shape[0] - f.overlap) // f.hop
+    idx = np.arange(n)[:, None] * f.hop + np.arange(f.frame)[None, :]
+    frames = torch.from_numpy((x[idx] * 4.0).astype(np.float32))  # ~ gain-normalised level
+    same, worst, count = True, 0.0, 0
+    for m in stages:
+        for i in range(0, n, f.packet_frames):
+            fr = frames[i:i + f.packet_frames]
+            with torch.no_grad():
+                ref = m.encoder(fr[:, None, :])
+                lat = torch.round(ref.clamp(-m.quantizer.n_symbols, m.quantizer.n_symbols))
+                ref_y = m.decoder(lat)[:, 0, :]
+            with torch.inference_mode():
+                fast = m.encode(fr)
+                fast_y = m.decode(lat)
+            same = same and torch.equal(fast, ref)
+            worst = max(worst, float((fast_y - ref_y).abs().max()))
+            count += int(ref.numel())
+    return (f"{tier_name}: inference kernels vs the modules' forward on {n} frames "
+            f"({count} latents): latents bit-identical: {'yes' if same else 'NO'}; "
+            f"decoded frames max |diff| {worst:.1e}.")
+
+
+# --------------------------------------------------------------------------------------
+# FLOPs and the machine
+
+
+def _macs(layers, x) -> int:
+    """Multiply-accumulates of every Conv1d/ConvTranspose1d/Linear in one forward."""
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def hook(mod, inp, out) -> None:
+        nonlocal total
+        if isinstance(mod, nn.Conv1d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0]
+        elif isinstance(mod, nn.ConvTranspose1d):
+            total += inp[0].numel() * (mod.out_channels // mod.groups) * mod.kernel_size[0]
+        elif isinstance(mod, nn.Linear):
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in layers.modules()
+               if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            layers(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def flops_per_second(tier_name: str) -> tuple[float, float]:
+    """(encoder, decoder) FLOPs per audio second: 2 x MACs of the convolutions and matmuls.
+
+    A k-stage cascade encodes with every stage and decodes stages 0..k-2 (closed loop).
+    """
+    import torch
+    from nwc.codec import tier as tiers
+
+    t = tiers.load(tier_name)
+    stages = list(getattr(t.model, "stages", [t.model]))
+    f = t.framing
+    enc = dec = 0
+    for k, m in enumerate(stages):
+        frame = torch.zeros(1, 1, f.frame)
+        e = _macs(m.encoder, frame)
+        d = _macs(m.decoder, torch.zeros(1, m.cfg.code_channels, m.code_steps))
+        enc += e + (d if k < len(stages) - 1 else 0)
+        dec += d
+    per_s = t.sample_rate / f.hop  # frames per audio second
+    return 2 * enc * per_s, 2 * dec * per_s
+
+
+def matmul_gflops(threads: int = 1, n: int = 1024) -> float:
+    """This machine's float32 matmul rate with ``threads`` torch threads (best of 10)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best, _ = best_of(10, lambda: torch.matmul(a, b))
+    torch.set_num_threads(old)
+    return 2 * n ** 3 / best / 1e9
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import torch
+
+    return (f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}")
+
+
+# --------------------------------------------------------------------------------------
+# CLI measurements
+
+
+def nwc_cli(nwc: list[str], tier: str, wav: Path, work: Path, threads: int, reps: int,
+            env: dict) -> dict:
+    """End-to-end CLI encode and decode of ``wav``: best wall times and peak RSS."""
+    out, dec = work / f"{tier}.nwc", work / f"{tier}.out.wav"
+    common = ["--threads", str(threads), "-f", "-q"]
+    enc = min((checked(run_proc([*nwc, "encode", str(wav), str(out), "--tier", tier, *common],
+                                env=env), "nwc encode") for _ in range(reps)),
+              key=lambda p: p.wall_s)
+    dec_p = min((checked(run_proc([*nwc, "decode", str(out), str(dec), *common], env=env),
+                         "nwc decode") for _ in range(reps)), key=lambda p: p.wall_s)
+    return {"enc": enc, "dec": dec_p, "bytes": out.stat().st_size, "stream": out}
+
+
+def opus_cli(kbps: float, wav: Path, work: Path, reps: int) -> dict:
+    out, dec = work / f"opus{kbps:g}.opus", work / f"opus{kbps:g}.wav"
+    enc = min((checked(run_proc(["opusenc", "--quiet", "--bitrate", f"{kbps:g}", str(wav),
+                                 str(out)]), "opusenc") for _ in range(reps)),
+              key=lambda p: p.wall_s)
+    dec_p = min((checked(run_proc(["opusdec", "--quiet", "--rate", str(SR), str(out),
+                                   str(dec)]), "opusdec") for _ in range(reps)),
+                key=lambda p: p.wall_s)
+    return {"enc": enc, "dec": dec_p, "bytes": out.stat().st_size, "stream": out}
+
+
+def first_bytes(nwc: list[str], tier: str, wav: Path, stream: Path, env: dict) -> dict:
+    """Seconds from starting ``nwc encode - -`` / ``nwc decode - -`` (input piped as fast as
+    it is read) to their first output byte and first coded/decoded audio byte."""
+    data = wav.read_bytes()
+    p, r = pipe_timed([*nwc, "encode", "-", "-", "--tier", tier, "-q"], data, env)
+    checked(p, "nwc encode - -")
+    head = bytes(r.data).find(SYNC)
+    out = {"enc_first": r.first_past(0), "enc_packet": r.first_past(max(head, 0))}
+    p, r = pipe_timed([*nwc, "decode", "-", "-", "-q"], stream.read_bytes(), env)
+    checked(p, "nwc decode - -")
+    out.update(dec_first=r.first_past(0), dec_audio=r.first_past(WAV_HEADER))
+    return out
+
+
+def opus_first_bytes(wav: Path, stream: Path) -> dict:
+    p, r = pipe_timed(["opusenc", "--quiet", "-", "-"], wav.read_bytes())
+    checked(p, "opusenc - -")
+    out = {"enc_first": r.first_past(0)}
+    p, r = pipe_timed(["opusdec", "--quiet", "--rate", str(SR), "-", "-"], stream.read_bytes())
+    checked(p, "opusdec - -")
+    out["dec_first"] = r.first_past(0)
+    return out
+
+
+def live_latency(nwc: list[str], tier: str, x: np.ndarray, env: dict,
+                 chunk_ms: float = 10.0) -> dict:
+    """Feed ``x`` at real-time pace through ``encode - - | decode - -``; per output sample,
+    latency = when it came out - when it went in. Returns the first packet's first sample
+    and the worst sample after the first packet (steady state)."""
+    enc = subprocess.Popen([*nwc, "encode", "-", "-", "--tier", tier, "-q"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, env=env)
+    dec = subprocess.Popen([*nwc, "decode", "-", "-", "-q"], stdin=enc.stdout,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    enc.stdout.close()
+    try:
+        enc.stdin.write(stream_wav_header())
+        enc.stdin.flush()
+        fd = dec.stdout.fileno()
+        head = b""
+        while len(head) < WAV_HEADER:  # both processes are up once the WAV header comes out
+            b = os.read(fd, WAV_HEADER - len(head))
+            if not b:
+                raise RuntimeError("live pipeline ended before its WAV header")
+            head += b
+        pcm = pcm16(x).tobytes()
+        step = int(SR * chunk_ms / 1000) * 2
+        t0 = time.perf_counter()
+        reads = Reads(t0, keep=False)
+        reader = threading.Thread(target=_drain, args=(fd, reads), daemon=True)
+        reader.start()
+        for i, k in enumerate(range(0, len(pcm), step)):
+            delay = t0 + i * chunk_ms / 1000 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            enc.stdin.write(pcm[k:k + step])
+            enc.stdin.flush()
+        enc.stdin.close()
+        reader.join(TIMEOUT_S)
+    finally:
+        for p in (enc, dec):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(60)
+    lat, prev = [], 0
+    for t, n in reads.marks:
+        s0 = prev // 2  # first new sample in this read
+        lat.append(t - s0 / SR)
+        prev = n
+    if not lat:
+        raise RuntimeError("live pipeline produced no audio")
+    return {"first": lat[0], "steady": max(lat[1:]) if len(lat) > 1 else float("nan")}
+
+
+# --------------------------------------------------------------------------------------
+# Flat memory: hours through pipes
+
+
+def long_talk(base: np.ndarray, seconds: float) -> Iterator[bytes]:
+    """A streaming WAV of ``seconds`` of speech: ``base`` repeated, 1 s chunks."""
+    yield stream_wav_header()
+    pcm = pcm16(base).tobytes()
+    left = int(round(seconds * SR)) * 2
+    pos = 0
+    while left > 0:
+        n = min(left, SR * 2, len(pcm) - pos)
+        yield pcm[pos:pos + n]
+        left -= n
+        pos = (pos + n) % len(pcm)
+
+
+def memory_run(nwc: list[str], tier: str, base: np.ndarray, seconds: float, env: dict) -> dict:
+    """``generator | nwc encode - - | nwc decode - - | counter``: peak RSS of each nwc."""
+    rss = {"enc": PeakRSS(), "dec": PeakRSS()}
+    t0 = time.perf_counter()
+    enc = subprocess.Popen(rss["enc"].wrap([*nwc, "encode", "-", "-", "--tier", tier, "-q"]),
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    dec = subprocess.Popen(rss["dec"].wrap([*nwc, "decode", "-", "-", "-q"]), stdin=enc.stdout,
+                           stdout=subprocess.PIPE, env=env)
+    enc.stdout.close()
+    feeder = threading.Thread(target=_feed, args=(enc.stdin, long_talk(base, seconds)),
+                              daemon=True)
+    feeder.start()
+    reads = Reads(t0, keep=False)
+    _drain(dec.stdout.fileno(), reads)
+    feeder.join()
+    out = {}
+    for name, p in (("enc", enc), ("dec", dec)):
+        if p.wait():
+            raise RuntimeError(f"nwc {name} exited {p.returncode} on the long stream")
+        out[name] = rss[name].mb()
+    out["wall"] = time.perf_counter() - t0
+    out["seconds_out"] = ((reads.marks[-1][1] if reads.marks else 0) - WAV_HEADER) / 2 / SR
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+
+
+def fx(v: float | None, f: str = ".0f", suffix: str = "") -> str:
+    if v is None or v != v:
+        return "–"
+    return f"{v:{f}}{suffix}"
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    align = ["---" if i < 1 else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def length_label(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def nwc_tiers(nwc: list[str], env: dict) -> list[dict]:
+    p = subprocess.run([*nwc, "tiers", "--json"], capture_output=True, text=True, env=env,
+                       timeout=TIMEOUT_S)
+    if p.returncode != 0:
+        raise SystemExit(f"`nwc tiers --json` failed: {p.stderr.strip()}")
+    return [t for t in json.loads(p.stdout or "[]") if isinstance(t, dict) and t.get("name")]
+
+
+def nominal_kbps(t: dict) -> float:
+    k = t.get("target_kbps") or t.get("kbps") or 16.0
+    return float(round(k))
+
+
+def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: list[dict],
+                 files: list[Path], work: Path, notes: list[str]) -> str:
+    all_threads = os.cpu_count() or 1
+    thread_set = [1] if args.quick or all_threads == 1 else [1, all_threads]
+    opus = not args.no_opus and shutil.which("opusenc") and shutil.which("opusdec")
+    if not args.no_opus and not opus:
+        notes.append("Opus rows skipped: opusenc/opusdec not found (bench/install.sh).")
+    mm = matmul_gflops(1)
+    flops = {t["name"]: flops_per_second(t["name"]) for t in tiers}
+    rows, ratio_rows, extra_rows = [], [], []
+    ttfb_rows = ""
+    checks: list[str] = []
+    for seconds in args.lengths:
+        log(f"[{length_label(seconds)}] building the test signal")
+        x = speech(files, seconds)
+        wav = work / f"speech-{seconds:g}s.wav"
+        sf.write(str(wav), pcm16(x), SR, subtype="PCM_16")
+        label = length_label(seconds)
+        opus_res: dict[float, dict] = {}
+        for t in tiers:
+            name = t["name"]
+            kb = nominal_kbps(t)
+            if opus and kb not in opus_res:
+                log(f"[{label}] opus {kb:g} kbps")
+                opus_res[kb] = opus_cli(kb, wav, work, args.reps)
+            for th in thread_set:
+                log(f"[{label}] {name}, {th} thread(s): in-process")
+                warm = warm_rtf(name, x, th, args.reps)
+                log(f"[{label}] {name}, {th} thread(s): CLI")
+                cli = nwc_cli(nwc, name, wav, work, th, args.reps, env)
+                row = [f"nwc {name}", label, str(th), fx(warm["enc"]), fx(warm["dec"]),
+                       fx(seconds / cli["enc"].wall_s), fx(seconds / cli["dec"].wall_s),
+                       fx(cli["enc"].rss_mb), fx(cli["dec"].rss_mb),
+                       fx(8 * cli["bytes"] / seconds / 1000, ".2f")]
+                rows.append(row)
+                if opus:
+                    o = opus_res[kb]
+                    oe, od = seconds / o["enc"].wall_s, seconds / o["dec"].wall_s
+                    ratio_rows.append([f"nwc {name} / Opus {kb:g}k", label, str(th),
+                                       fx(warm["enc"] / oe, ".2f"), fx(warm["dec"] / od, ".2f"),
+                                       fx(seconds / cli["enc"].wall_s / oe, ".2f"),
+                                       fx(seconds / cli["dec"].wall_s / od, ".2f")])
+                if th == 1 and seconds == args.lengths[0]:
+                    fe, fd = flops[name]
+                    extra_rows.append((name, warm, cli, fe, fd))
+            if seconds == args.lengths[0] and not args.quick:
+                msg = fast_path_check(name, x)
+                if msg:
+                    checks.append(msg)
+        if opus:
+            for kb, o in sorted(opus_res.items()):
+                rows.append([f"Opus {kb:g}k", label, "1", "–", "–",
+                             fx(seconds / o["enc"].wall_s), fx(seconds / o["dec"].wall_s),
+                             fx(o["enc"].rss_mb), fx(o["dec"].rss_mb),
+                             fx(8 * o["bytes"] / seconds / 1000, ".2f")])
+        if seconds == args.lengths[0] and not args.no_latency:
+            ttfb_rows = first_byte_rows(args, nwc, env, tiers, x, wav, opus, opus_res, work)
+    out = [markdown(["system", "audio", "threads", "encode ×RT warm", "decode ×RT warm",
+                     "encode ×RT CLI", "decode ×RT CLI", "encode peak RSS MB",
+                     "decode peak RSS MB", "real kbps"], rows)]
+    if ratio_rows:
+        out.append(markdown(["nwc ÷ Opus (same files, same run)", "audio", "nwc threads",
+                             "encode warm", "decode warm", "encode CLI", "decode CLI"],
+                            ratio_rows))
+    if not args.no_latency:
+        out.append(ttfb_rows)
+    comp = []
+    for name, warm, _cli, fe, fd in extra_rows:
+        comp.append([f"nwc {name}", fx(fe / 1e9, ".3f"), fx(fd / 1e9, ".3f"),
+                     fx(fe * warm["enc"] / 1e9, ".1f"), fx(fd * warm["dec"] / 1e9, ".1f"),
+                     fx(100 * fe * warm["enc"] / 1e9 / mm, ".0f", " %"),
+                     fx(100 * fd * warm["dec"] / 1e9 / mm, ".0f", " %"),
+                     fx(mm * 1e9 / fe), fx(mm * 1e9 / fd)])
+    out.append(markdown(["network", "encode GFLOP per audio s", "decode GFLOP per audio s",
+                         "encode GFLOP/s achieved (1 thread)", "decode GFLOP/s achieved",
+                         "encode % of matmul rate", "decode % of matmul rate",
+                         "encode ×RT at matmul rate", "decode ×RT at matmul rate"], comp))
+    notes.append(f"Machine: {machine()}; 1-thread float32 matmul (1024², best of 10): "
+                 f"{mm:.1f} GFLOP/s.")
+    notes.append(f"Audio: 16 kHz mono speech, corpus files from `{args.corpus}` in sorted "
+                 "order, concatenated (16-bit WAV in a temporary folder).")
+    notes.append("×RT = audio seconds per wall second. warm: `nwc.codec.api` StreamEncoder/"
+                 f"StreamDecoder in one process after a 5 s warm-up, {BLOCK}-sample pushes, "
+                 f"best of {args.reps}; CLI: `nwc encode IN OUT` / `nwc decode IN OUT` as "
+                 "subprocesses, process start, imports and tier loading included, best of "
+                 f"{args.reps}. Opus: opusenc (VBR, complexity 10, single-threaded) and "
+                 "`opusdec --rate 16000`, same WAV. Peak RSS: the process's max resident set "
+                 "(`/usr/bin/time -f %M` around it).")
+    notes.append("All-threads runs: OMP_WAIT_POLICY=PASSIVE (the CLI sets it for --threads > "
+                 "1 unless the environment says otherwise).")
+    notes.append("FLOPs: 2 × multiply-accumulates of every convolution and matmul, counted "
+                 "from the layer shapes of one frame, × frames per second (rate / hop); "
+                 "activations, gates and residual adds are not counted. 'at matmul rate' = "
+                 "the ×RT a network would reach at the machine's 1-thread matmul rate.")
+    notes.extend(checks)
+    return "\n\n".join(out)
+
+
+def first_byte_rows(args, nwc, env, tiers, x, wav, opus, opus_res, work) -> str:
+    rows = []
+    for t in tiers:
+        name = t["name"]
+        log(f"[latency] {name}: first bytes")
+        stream = work / f"{name}.nwc"
+        fb = first_bytes(nwc, name, wav, stream, env)
+        live = {"first": None, "steady": None}
+        if not args.quick:
+            log(f"[latency] {name}: live pipe ({args.live_seconds:g} s at real-time pace)")
+            live = live_latency(nwc, name, x[: int(args.live_seconds * SR)], env)
+        alg = algorithmic_latency_ms(name)
+        rows.append([f"nwc {name}", fx(alg, ".1f"), fx(fb["enc_first"], ".2f"),
+                     fx(fb["enc_packet"], ".2f"), fx(fb["dec_first"], ".2f"),
+                     fx(fb["dec_audio"], ".2f"),
+                     fx(live["first"] and live["first"] * 1000, ".0f"),
+                     fx(live["steady"] and live["steady"] * 1000, ".0f")])
+    if opus:
+        for kb, o in sorted(opus_res.items()):
+            fb = opus_first_bytes(wav, o["stream"])
+            rows.append([f"Opus {kb:g}k", fx(OPUS_LATENCY_MS, ".1f"), fx(fb["enc_first"], ".2f"),
+                         "–", fx(fb["dec_first"], ".2f"), fx(fb["dec_first"], ".2f"), "–", "–"])
+    return markdown(["system", "algorithmic latency ms", "encode first byte s",
+                     "encode first packet s", "decode first byte s", "decode first audio s",
+                     "live: first sample ms", "live: worst sample ms"], rows)
+
+
+def algorithmic_latency_ms(tier_name: str) -> float:
+    """A packet is coded once all its frames are in: P·H + (F − H) samples after its start."""
+    from nwc.codec import tier as tiers
+
+    t = tiers.load(tier_name)
+    f = t.framing
+    return 1000 * f.packet_span(f.packet_frames) / t.sample_rate
+
+
+def framing_note(tiers: list[dict]) -> str:
+    from nwc.codec import tier as tiers_mod
+
+    parts = []
+    for t in tiers:
+        tr = tiers_mod.load(t["name"])
+        f = tr.framing
+        ms = 1000 / tr.sample_rate
+        parts.append(f"{t['name']}: frame {f.frame} ({f.frame * ms:g} ms), hop {f.hop} "
+                     f"({f.hop * ms:g} ms), {f.packet_frames} frames a packet "
+                     f"({f.packet_hop * ms:g} ms) + {f.overlap} samples look-ahead = "
+                     f"{f.packet_span(f.packet_frames) * ms:g} ms")
+    return ("Algorithmic latency (framing, compute excluded): the encoder codes a packet once "
+            "its last frame is complete, and the decoder outputs it whole; "
+            + "; ".join(parts) + f". Opus: {OPUS_LATENCY_MS} ms (20 ms frames + 6.5 ms "
+            "look-ahead). First byte/packet/audio: seconds from starting the process with its "
+            "input piped as fast as it reads (startup included); an .nwc stream's first bytes "
+            "are its header, a decoded WAV's its 44-byte header. Live: the 16-bit WAV fed in "
+            "10 ms writes at real-time pace through `nwc encode - - | nwc decode - -` once "
+            "both are up; latency of a sample = when it comes out − when it went in.")
+
+
+def memory_table(args, nwc, env, tiers, files, notes) -> str:
+    base = speech(files, min(600.0, max(args.memory_hours) * 3600))
+    lengths = sorted({600.0, *(h * 3600 for h in args.memory_hours)})
+    rows = []
+    for t in tiers:
+        for seconds in lengths:
+            log(f"[memory] {t['name']}: {length_label(seconds)} through pipes")
+            r = memory_run(nwc, t["name"], base, seconds, env)
+            rows.append([f"nwc {t['name']}", length_label(seconds), fx(r["seconds_out"], ".1f"),
+                         fx(r["enc"], ".0f"), fx(r["dec"], ".0f"), fx(r["wall"], ".1f"),
+                         fx(r["seconds_out"] / r["wall"], ".0f")])
+    notes.append(f"Memory: a generator writes a streaming WAV ({base.shape[0] / SR:.0f} s of "
+                 "corpus speech, repeated) into `nwc encode - - | nwc decode - -`; peak RSS "
+                 "per process from `/usr/bin/time -f %M`; 'audio out' = decoded seconds "
+                 "counted at the end of the pipe; ×RT of the whole chain (both processes run "
+                 "at once).")
+    return markdown(["system", "input", "audio out s", "encode peak RSS MB",
+                     "decode peak RSS MB", "wall s", "chain ×RT"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Speed, memory and latency of nwc tiers and Opus.")
+    p.add_argument("--tiers", default="", help="comma-separated tier names (default: all)")
+    p.add_argument("--corpus", type=Path, default=Path("/work/corpus/speech"),
+                   help="folder of speech .wav files (searched recursively)")
+    p.add_argument("--lengths", default="60,600",
+                   help="test lengths in seconds, comma-separated (default 60,600)")
+    p.add_argument("--reps", type=int, default=0,
+                   help="repetitions per timing, best kept (default 3; 1 with --quick)")
+    p.add_argument("--live-seconds", type=float, default=3.0,
+                   help="audio fed at real-time pace for the live latency (default 3)")
+    p.add_argument("--memory-hours", type=lambda s: [float(v) for v in s.split(",")],
+                   help="only the memory run: 10 min and these lengths in hours, e.g. 1")
+    p.add_argument("--no-opus", action="store_true", help="skip Opus")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the first-byte and live latency table")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 3 s of audio, 1 thread, 1 repetition, no live latency")
+    p.add_argument("--nwc", help="command that runs nwc (default: this Python's `-m nwc`)")
+    p.add_argument("--out-md", type=Path, help="also write the tables and notes here")
+    args = p.parse_args(argv)
+
+    args.lengths = [3.0] if args.quick else [float(v) for v in args.lengths.split(",")]
+    args.reps = args.reps or (1 if args.quick else 3)
+    nwc = shlex.split(args.nwc) if args.nwc else [sys.executable, "-m", "nwc"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    files = corpus_files(args.corpus)
+    tiers = nwc_tiers(nwc, env)
+    if args.tiers:
+        want = args.tiers.split(",")
+        missing = [w for w in want if w not in {t["name"] for t in tiers}]
+        if missing:
+            raise SystemExit(f"not installed: {', '.join(missing)}")
+        tiers = [t for t in tiers if t["name"] in want]
+    if not tiers:
+        raise SystemExit("no nwc tier installed")
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="nwc-speed-") as tmp:
+        if args.memory_hours:
+            body = memory_table(args, nwc, env, tiers, files, notes)
+        else:
+            body = speed_tables(args, nwc, env, tiers, files, Path(tmp), notes)
+            if not args.no_latency:
+                notes.insert(0, framing_note(tiers))
+    text = body + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    print(text, end="")
+    if args.out_md:
+        args.out_md.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

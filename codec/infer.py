@@ -1,0 +1,211 @@
+"""Inference-only execution of NWC modules: the same weights, fewer and faster kernels.
+
+``NWC.encode``/``NWC.decode`` route here under ``torch.inference_mode()``; training (autograd)
+keeps the plain module calls. The runner walks the same ``nn.Sequential`` layer lists, so it
+follows any layer plan, and it changes only *how* a few layers are computed:
+
+* Depthwise convolutions (``groups > 1``) run as ``conv2d`` on a channels-last (N, C, 1, T)
+  view. PyTorch's CPU ``conv1d`` sends a depthwise convolution with a channel multiplier to a
+  generic oneDNN path (im2col per group); channels-last reaches oneDNN's depthwise kernel, 4-7x
+  faster on these shapes. In the encoder it is used only where it is bit-identical to
+  ``conv1d`` (checked on the first input of each shape, see ``_depthwise_exact``), so the
+  encoder writes exactly the codes the modules' own forward gives (``tests/test_speed.py``;
+  ``bench/speed.py`` also compares a minute of speech).
+* Decoder only (its output is audio, where float noise is harmless): ``tanh(b)`` as
+  ``2·sigmoid(2b) − 1`` (PyTorch's CPU ``tanh`` is scalar libm, ~9x slower than its vectorised
+  ``sigmoid``), and transposed convolutions as one matmul plus an overlap-add of the
+  ``kernel / stride`` shifted blocks. The decoded audio moves by ~1e-6.
+
+Inputs may live on another device than the module (the codec's numpy glue makes CPU tensors);
+they are moved to the module's device and the result comes back to the input's device, so
+``--device cuda`` needs no change in the glue, and everything the entropy coder sees is
+quantized on the CPU from the returned latents.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .model import NWC, GatedBlock, SubPixel1d
+
+_SLOPE = 0.2  # the leaky ReLU slope of model.py
+
+
+def _conv2d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A ``Conv1d`` applied to an (N, C, 1, T) tensor as the equivalent ``conv2d``."""
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]),
+                    (0, conv.padding[0]), (1, conv.dilation[0]), conv.groups)
+
+
+def _as_4d(x: torch.Tensor) -> torch.Tensor:
+    return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+# Per depthwise layer: (input shape, threads, device) -> is channels-last bit-identical here?
+_EXACT: weakref.WeakKeyDictionary[nn.Conv1d, dict[tuple, bool]] = weakref.WeakKeyDictionary()
+
+
+def _depthwise_exact(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A grouped conv on (N, C, T), channels-last where that is bit-identical to ``conv1d``.
+
+    Whether oneDNN's two kernels sum the taps in the same order depends on the shapes (true
+    for the 5-tap layers of the shipped tiers, false for the paper plan's 15 taps), so the
+    first call for each input shape, thread count and device runs both on the real input and
+    keeps the channels-last kernel only if the results are equal.
+    """
+    seen = _EXACT.setdefault(conv, {})
+    key = (tuple(x.shape), torch.get_num_threads(), x.device)
+    ok = seen.get(key)
+    if ok is False:
+        return conv(x)
+    # Back to plain (N, C, T): the gate, the 1x1 convs and the residual add then see exactly
+    # the layouts (so the kernels) of the module's own forward.
+    y = _conv2d(conv, _as_4d(x)).squeeze(2).contiguous()
+    if ok is None:
+        ref = conv(x)
+        seen[key] = torch.equal(y, ref)
+        return ref
+    return y
+
+
+def _conv(conv: nn.Conv1d, x: torch.Tensor, cl: bool) -> torch.Tensor:
+    if cl:
+        return _conv2d(conv, x)
+    if conv.groups > 1:
+        return _depthwise_exact(conv, x)
+    return conv(x)
+
+
+def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    """``ConvTranspose1d`` on (N, C, T) as one matmul and ``kernel/stride`` shifted adds."""
+    cin, cout, k = conv.weight.shape
+    s, pad = conv.stride[0], conv.padding[0]
+    if conv.groups != 1 or conv.dilation[0] != 1 or conv.output_padding[0] != 0 or k % s:
+        return conv(x)
+    n, _, t = x.shape
+    q = k // s
+    z = torch.matmul(x.transpose(1, 2), conv.weight.reshape(cin, cout * k))  # (N, T, Cout·K)
+    z = z.reshape(n, t, cout, q, s)
+    out = z.new_zeros(n, cout, t + q - 1, s)
+    for j in range(q):  # tap block j of input step i lands on output block i + j
+        out[:, :, j:j + t, :] += z[:, :, :, j, :].permute(0, 2, 1, 3)
+    out = out.reshape(n, cout, (t + q - 1) * s)[:, :, pad:(t + q - 1) * s - pad]
+    return out if conv.bias is None else out + conv.bias[None, :, None]
+
+
+def _gated(block: GatedBlock, x: torch.Tensor, exact: bool, cl: bool) -> torch.Tensor:
+    h = F.leaky_relu(_conv(block.squeeze, x, cl), _SLOPE)
+    a, b = _conv(block.depthwise, h, cl).chunk(2, dim=1)
+    if exact:
+        g = a * torch.tanh(b)
+    else:  # tanh(b) = 2·sigmoid(2b) − 1, with the vectorised sigmoid
+        g = a * (torch.sigmoid(b * 2.0) * 2.0 - 1.0)
+    y = _conv(block.expand, g, cl) + (x if block.skip is None else _conv(block.skip, x, cl))
+    return F.leaky_relu(y, _SLOPE) if block.activate else y
+
+
+def _run(layers: nn.Sequential, x: torch.Tensor, exact: bool, cl: bool) -> torch.Tensor:
+    """Run ``layers`` on (N, C, T), or on channels-last (N, C, 1, T) when ``cl``."""
+    for layer in layers:
+        if isinstance(layer, GatedBlock):
+            x = _gated(layer, x, exact, cl)
+        elif isinstance(layer, nn.Conv1d):
+            x = _conv(layer, x, cl)
+        elif isinstance(layer, nn.Sequential):  # residual stacks, SeparableConv1d
+            x = _run(layer, x, exact, cl)
+        elif cl and isinstance(layer, SubPixel1d):
+            n, c, _, t = x.shape
+            x = _as_4d(x.squeeze(2).reshape(n, c // layer.r, layer.r, t).transpose(2, 3)
+                       .reshape(n, c // layer.r, t * layer.r))
+        elif cl and isinstance(layer, nn.ConvTranspose1d):
+            x = _conv_transpose(layer, x.squeeze(2)).unsqueeze(2)
+        else:  # activations: elementwise, any layout
+            x = layer(x)
+    return x
+
+
+_TARGET: torch.device | None = None  # set by use_device(); None: wherever the module is
+
+
+def use_device(device: torch.device) -> None:
+    """Run every NWC module on ``device`` from now on (each moves there on first use).
+
+    Only the networks move: framing, gains, quantization to integer symbols and range coding
+    stay on the CPU, so the entropy coder never sees a device-dependent float.
+    """
+    global _TARGET
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    _TARGET = device
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    dev = next(module.parameters()).device
+    if _TARGET is not None and dev != _TARGET:
+        with torch.inference_mode(False):  # real parameters, not inference tensors
+            module.to(_TARGET)
+        dev = _TARGET
+    return dev
+
+
+def encode(model: NWC, frames: torch.Tensor) -> torch.Tensor:
+    """(B, frame) → latents (B, code_channels, steps), bit-identical to the module's encoder.
+
+    Plain (N, C, T) layout with only the depthwise convolutions in channels-last: running the
+    whole encoder channels-last is also exact but slower (its strided convolutions lose).
+    """
+    dev = _device_of(model)
+    y = _run(model.encoder, frames.to(dev, torch.float32)[:, None, :], exact=True, cl=False)
+    return y.to(frames.device)
+
+
+def decode(model: NWC, latents: torch.Tensor) -> torch.Tensor:
+    """(B, code_channels, steps) → (B, frame), equal to the module's decoder within ~1e-6.
+
+    Channels-last (N, C, 1, T) throughout: no layout changes between layers.
+    """
+    dev = _device_of(model)
+    y = _run(model.decoder, _as_4d(latents.to(dev, torch.float32)), exact=False, cl=True)
+    return y[:, 0, 0, :].to(latents.device)
+
+
+class DeviceError(RuntimeError):
+    """The requested compute device is not available."""
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    name = name.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {name!r} requested but CUDA is not available "
+                          "(no GPU or a CPU-only torch); use --device cpu")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} "
+                          "CUDA device(s) exist")
+    return dev
+
+
+def set_threads(threads: int) -> None:
+    """Intra-op threads for the model; inter-op work is never used, so one such thread.
+
+    The inter-op pool can only be sized before torch first uses it; later calls are skipped.
+    """
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
