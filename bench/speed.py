@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import platform
@@ -238,6 +239,19 @@ def pipe_timed(cmd: list[str], data: bytes, env: dict | None = None) -> tuple[Pr
 
 # --------------------------------------------------------------------------------------
 # In-process (warm) timing
+
+
+def keep_heap() -> None:
+    """glibc keeps freed memory (what ``nwc.codec.infer.keep_freed_memory`` does for the CLI).
+
+    Applied to this process whatever nwc version is measured, so the warm numbers of two
+    versions share one allocator setting (glibc's default would otherwise depend on what this
+    process allocated before: e.g. the 4 MB matmul operands raise its mmap threshold).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
+        mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
 
 
 def best_of(reps: int, fn) -> tuple[float, object]:
@@ -663,7 +677,9 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
                  "`opusdec --rate 16000`, same WAV. Peak RSS: the process's max resident set "
                  "(`/usr/bin/time -f %M` around it).")
     notes.append("All-threads runs: OMP_WAIT_POLICY=PASSIVE (the CLI sets it for --threads > "
-                 "1 unless the environment says otherwise).")
+                 "1 unless the environment says otherwise). The warm runs share this process's "
+                 "glibc malloc settings (32 MiB mmap and 256 MiB trim thresholds, as the CLI "
+                 "sets them), whatever nwc version is measured.")
     notes.append("FLOPs: 2 × multiply-accumulates of every convolution and matmul, counted "
                  "from the layer shapes of one frame, × frames per second (rate / hop); "
                  "activations, gates and residual adds are not counted. 'at matmul rate' = "
@@ -772,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-md", type=Path, help="also write the tables and notes here")
     args = p.parse_args(argv)
 
+    keep_heap()
     args.lengths = [3.0] if args.quick else [float(v) for v in args.lengths.split(",")]
     args.reps = args.reps or (1 if args.quick else 3)
     nwc = shlex.split(args.nwc) if args.nwc else [sys.executable, "-m", "nwc"]

@@ -89,6 +89,7 @@ def use_device(name: str) -> None:
     from ..codec import infer
     from .main import Fatal
 
+    infer.keep_freed_memory()  # no page-fault churn per packet (see there)
     try:
         infer.use_device(infer.pick_device(name))
     except infer.DeviceError as e:

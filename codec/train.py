@@ -260,8 +260,13 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimi
 def _load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
     tensors = load_file(str(path / "ckpt.safetensors"))
     state = json.loads((path / "ckpt.json").read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                          strict=True)
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    if not any(k.startswith("stages.") for k in weights):  # a single-module run (format 1)
+        weights = {f"stages.0.{k}": v for k, v in weights.items()}
+    model.load_state_dict(weights, strict=True)
+    if "ctrl" not in state:  # single-layer controller state of format-1 runs
+        state["ctrl"] = [[state["log_lam"], state["ema"]]]
+        state["rate_fix"] = [state.get("rate_fix", 1.0)]
     for i, group in enumerate(opt.param_groups):
         for j, p in enumerate(group["params"]):
             key = f"opt.{i}.{j}"
