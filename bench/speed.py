@@ -591,7 +591,9 @@ def nominal_kbps(t: dict) -> float:
 def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: list[dict],
                  files: list[Path], work: Path, notes: list[str]) -> str:
     all_threads = os.cpu_count() or 1
-    thread_set = [1] if args.quick or all_threads == 1 else [1, all_threads]
+    thread_set = sorted({all_threads if t == "all" else int(t) for t in args.threads.split(",")})
+    if args.quick:
+        thread_set = [1]
     opus = not args.no_opus and shutil.which("opusenc") and shutil.which("opusdec")
     if not args.no_opus and not opus:
         notes.append("Opus rows skipped: opusenc/opusdec not found (bench/install.sh).")
@@ -775,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="test lengths in seconds, comma-separated (default 60,600)")
     p.add_argument("--reps", type=int, default=0,
                    help="repetitions per timing, best kept (default 3; 1 with --quick)")
+    p.add_argument("--threads", default="1,all",
+                   help="torch thread counts to measure, comma-separated; all = every CPU")
     p.add_argument("--live-seconds", type=float, default=3.0,
                    help="audio fed at real-time pace for the live latency (default 3)")
     p.add_argument("--memory-hours", type=lambda s: [float(v) for v in s.split(",")],

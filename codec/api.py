@@ -1,6 +1,6 @@
 """Streaming encoder and decoder: PCM chunks in, container packets out, and back.
 
-This is the glue between the model, the quantizer's numba kernels, the range coder and the
+This is the glue between the model, the quantizer's symbol mapping, the range coder and the
 container's ``Packet`` objects. It knows nothing about files: the CLI feeds it arrays and
 writes what it returns. Memory is bounded by one packet (plus the resampler's state), and
 because frames and gains depend only on a packet's own samples at fixed positions, any

@@ -100,7 +100,8 @@ class Cascade(nn.Module):
                 sym = stage.quantizer.to_symbols(stage.encode((x - total) * s).numpy())
                 symbols.append(sym)
                 if k + 1 < n_stages:  # closed loop: the next stage codes what the decoder missed
-                    y = stage.decode(torch.from_numpy(stage.quantizer.from_symbols(sym)))
+                    y = stage.decode(torch.from_numpy(stage.quantizer.from_symbols(sym)),
+                                     exact=True)  # bit-identical codes (codec/infer.py)
                     total = total + y / s
         return symbols
 

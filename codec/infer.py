@@ -11,7 +11,8 @@ follows any layer plan, and it changes only *how* a few layers are computed:
   ``conv1d`` (checked on the first input of each shape, see ``_depthwise_exact``), so the
   encoder writes exactly the codes the modules' own forward gives (``tests/test_speed.py``;
   ``bench/speed.py`` also compares a minute of speech).
-* Decoder only (its output is audio, where float noise is harmless): ``tanh(b)`` as
+* Decoder only (its output is audio, where float noise is harmless; a cascade encoder's
+  closed loop, whose next codes depend on it, asks for the exact path): ``tanh(b)`` as
   ``2·sigmoid(2b) − 1`` (PyTorch's CPU ``tanh`` is scalar libm, ~9x slower than its vectorised
   ``sigmoid``), and transposed convolutions as one matmul plus an overlap-add of the
   ``kernel / stride`` shifted blocks. The decoded audio moves by ~1e-6.
@@ -171,13 +172,18 @@ def encode(model: NWC, frames: torch.Tensor) -> torch.Tensor:
     return y.to(frames.device)
 
 
-def decode(model: NWC, latents: torch.Tensor) -> torch.Tensor:
+def decode(model: NWC, latents: torch.Tensor, exact: bool = False) -> torch.Tensor:
     """(B, code_channels, steps) → (B, frame), equal to the module's decoder within ~1e-6.
 
-    Channels-last (N, C, 1, T) throughout: no layout changes between layers.
+    Channels-last (N, C, 1, T) throughout: no layout changes between layers. With ``exact``
+    (a cascade encoder's closed loop: the next stage's codes depend on this output) it runs
+    like the encoder instead, bit-identical to the module's decoder.
     """
     dev = _device_of(model)
-    y = _run(model.decoder, _as_4d(latents.to(dev, torch.float32)), exact=False, cl=True)
+    x = latents.to(dev, torch.float32)
+    if exact:
+        return _run(model.decoder, x, exact=True, cl=False)[:, 0, :].to(latents.device)
+    y = _run(model.decoder, _as_4d(x), exact=False, cl=True)
     return y[:, 0, 0, :].to(latents.device)
 
 

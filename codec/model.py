@@ -161,11 +161,15 @@ class NWC(nn.Module):
             return infer.encode(self, frames)
         return self.encoder(frames[:, None, :])
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, code_channels, steps) dequantized latents → (B, frame)."""
-        if torch.is_inference_mode_enabled():  # same audio within float noise, faster kernels
+    def decode(self, latents: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """(B, code_channels, steps) dequantized latents → (B, frame).
+
+        Under inference mode: faster kernels, equal to the forward within float noise, or bit
+        for bit with ``exact`` (an encoder's closed loop, whose codes must not move).
+        """
+        if torch.is_inference_mode_enabled():
             from . import infer
-            return infer.decode(self, latents)
+            return infer.decode(self, latents, exact)
         return self.decoder(latents)[:, 0, :]
 
     def forward(self, frames: torch.Tensor, quantize: bool = True):

@@ -1,4 +1,4 @@
-"""Scalar quantizers behind one interface, with numba kernels for the inference hot path.
+"""Scalar quantizers behind one interface, with NumPy and numba kernels for inference.
 
 Two quantizers, both producing small non-negative integer symbols for the entropy coder:
 
@@ -11,7 +11,8 @@ Two quantizers, both producing small non-negative integer symbols for the entrop
   rounded values, and a per-channel Laplace entropy model gives a differentiable bit count.
 
 At inference both reduce to a numpy function over the latents (``to_symbols``) and a table
-lookup back (``from_symbols``); those run in numba, not torch.
+lookup back (``from_symbols``); those run in NumPy, not torch. Each has a numba twin (same
+symbols, tested) for large arrays; the coding path avoids numba's start-up cost.
 """
 
 from __future__ import annotations

@@ -70,9 +70,35 @@ def test_fast_decoder_matches_within_float_noise() -> None:
                 ref = m.decoder(lat)[:, 0, :]
             with torch.inference_mode():
                 fast = m.decode(lat)
+                exact = m.decode(lat, exact=True)
             assert fast.shape == ref.shape
             scale = float(ref.abs().max()) + 1.0
             assert float((fast - ref).abs().max()) <= 1e-5 * scale, m.cfg.plan
+            assert torch.equal(exact, ref), m.cfg.plan
+
+
+def test_cascade_closed_loop_codes_unchanged() -> None:
+    """A layered encoder's later stages code what the (exact) decoder of earlier ones missed:
+    the same symbols as with the modules' own forward."""
+    from nwc.codec.cascade import Cascade, CascadeConfig
+
+    torch.manual_seed(5)
+    cas = Cascade(CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=3)).eval()
+    with torch.no_grad():  # spread the latents over several levels, as conftest's tier does
+        for st in cas.stages:
+            st.encoder[-1].weight.mul_(16.0)
+    fr = _frames(16, 7)
+    got = cas.encode_frames(fr.numpy(), 3)
+    total, want = torch.zeros_like(fr), []
+    with torch.no_grad():
+        for k, st in enumerate(cas.stages):
+            s = cas.scale(k)
+            sym = round_clip_symbols(st.encoder(((fr - total) * s)[:, None, :]).numpy(),
+                                     st.quantizer.half)
+            want.append(sym)
+            y = st.decoder(torch.from_numpy(st.quantizer.from_symbols(sym)))[:, 0, :]
+            total = total + y / s
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_training_path_is_untouched() -> None:
