@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from nwc.codec import api, entropy, lpc
+from nwc.codec import api
 from nwc.codec import tier as tiers
 from nwc.codec.data import load_mono
 from nwc.formats.container import ContainerWriter
@@ -32,13 +32,8 @@ def measure(t: tiers.Tier, clips: list[np.ndarray]) -> dict:
         for p in packets:
             w.write(p)
             n = f.frames_for(p.granule - p.seq * f.packet_hop)
-            shape = (n, t.config.nwc.code_channels, t.model.code_steps)
             for k, layer in enumerate(p.layers):
-                parts = [(t.tables[k], shape)]
-                if k == 0 and t.lpc:  # the base layer also carries the LSF symbols
-                    parts.insert(0, (t.lsf_tables, (n, lpc.ORDER, 1)))
-                for (tab, _), sym in zip(parts, entropy.decode_many(layer, parts), strict=False):
-                    ideal += tab.ideal_bits(sym)
+                ideal += api.layer_ideal_bits(t, k, layer, n)
                 payload += 8 * len(layer)
             side += 8 * len(p.side)
         w.write_end(len(packets), x.shape[0], x.shape[0])

@@ -437,6 +437,13 @@ def build_systems(args: argparse.Namespace, notes: list[str]) -> list[System]:
     # anchors
     anchors = [a.strip().lower() for a in args.anchors.split(",") if a.strip()]
     anchors = [a for a in anchors if a != "none"]
+    # Each anchor's system factory and the settings of its bitrate ladder.
+    ladders = {
+        "opus": (opus_system, OPUS_KBPS), "speex": (speex_system, SPEEX_QUALITIES),
+        "codec2": (codec2_system, CODEC2_MODES), "mp3": (mp3_system, MP3_KBPS),
+        "lc3": (lc3_system, LC3_KBPS), "aac": (aac_system, AAC_KBPS),
+        "g722": (lambda _: g722_system(), [None]), "vorbis": (vorbis_system, VORBIS_KBPS),
+    }
     for a in anchors:
         if a not in ALL_ANCHORS:
             raise SystemExit(f"unknown anchor {a!r}; choose from {', '.join(ALL_ANCHORS)}")
@@ -456,22 +463,8 @@ def build_systems(args: argparse.Namespace, notes: list[str]) -> list[System]:
         if missing:
             notes.append(f"{a} skipped: {', '.join(missing)} not found (run bench/install.sh).")
             continue
-        if a == "opus":
-            systems += [opus_system(k) for k in OPUS_KBPS]
-        elif a == "speex":
-            systems += [speex_system(q) for q in SPEEX_QUALITIES]
-        elif a == "codec2":
-            systems += [codec2_system(m) for m in CODEC2_MODES]
-        elif a == "mp3":
-            systems += [mp3_system(k) for k in MP3_KBPS]
-        elif a == "lc3":
-            systems += [lc3_system(k) for k in LC3_KBPS]
-        elif a == "aac":
-            systems += [aac_system(k) for k in AAC_KBPS]
-        elif a == "g722":
-            systems.append(g722_system())
-        elif a == "vorbis":
-            systems += [vorbis_system(k) for k in VORBIS_KBPS]
+        make, settings = ladders[a]
+        systems += [make(s) for s in settings]
     return systems
 
 

@@ -90,19 +90,32 @@ def decode_payload(tier: Tier, side: bytes, layers: list[bytes], channels: int,
     if not layers:
         raise CodecError("packet carries no layers")
     m = tier.model
-    shape = (channels * n_frames, tier.config.nwc.code_channels, m.code_steps)
-    base = [(tier.tables[0], shape)]
-    if tier.lpc:
-        base.insert(0, (tier.lsf_tables, (channels * n_frames, lpc.ORDER, 1)))
-    decoded = entropy.decode_many(layers[0], base)
-    symbols = [decoded[-1]] + [entropy.decode(layers[k], tier.tables[k], shape)
-                               for k in range(1, min(len(layers), tier.layers))]
-    frames = m.decode_frames(symbols).reshape(channels, n_frames, tier.framing.frame)
+    rows = channels * n_frames
+    decoded = [entropy.decode_many(layers[k], layer_parts(tier, k, rows))
+               for k in range(min(len(layers), tier.layers))]
+    frames = m.decode_frames([d[-1] for d in decoded])
+    frames = frames.reshape(channels, n_frames, tier.framing.frame)
     gains = np.array([gain_value(c) for c in side], dtype=np.float32)
     sets = None
     if tier.lpc:
-        sets = lpc.lsf_to_lpc(m.lsf.from_symbols(decoded[0])).reshape(channels, n_frames, -1)
+        sets = lpc.lsf_to_lpc(m.lsf.from_symbols(decoded[0][0])).reshape(channels, n_frames, -1)
     return frames * gains[:, None, None], sets
+
+
+def layer_parts(tier: Tier, k: int, rows: int) -> list[tuple[entropy.CodeTables, tuple]]:
+    """(tables, shape) of each symbol array range-coded in layer ``k`` of a packet with
+    ``rows`` frames (channels × frames), in coding order."""
+    parts = [(tier.tables[k], (rows, tier.config.nwc.code_channels, tier.model.code_steps))]
+    if k == 0 and tier.lpc:  # the base layer also carries the LSF symbols
+        parts.insert(0, (tier.lsf_tables, (rows, lpc.ORDER, 1)))
+    return parts
+
+
+def layer_ideal_bits(tier: Tier, k: int, payload: bytes, rows: int) -> float:
+    """Information content of layer ``k``'s symbols under the tier's tables."""
+    parts = layer_parts(tier, k, rows)
+    symbols = entropy.decode_many(payload, parts)
+    return sum(t.ideal_bits(s) for (t, _), s in zip(parts, symbols, strict=True))
 
 
 def header_for(tier: Tier, input_rate: int, channels: int, total_samples: int | None,

@@ -243,27 +243,26 @@ def lsf_to_lpc(lsf: np.ndarray) -> np.ndarray:
 
 def _lsf_to_lpc(lsf: np.ndarray) -> np.ndarray:
     lsf = np.asarray(lsf, dtype=np.float64).reshape(-1, lsf.shape[-1])
-    ones = np.ones(lsf.shape[:-1] + (1,))
 
     def pad(v: np.ndarray, lr: tuple[int, int]) -> np.ndarray:
         return np.pad(v, [(0, 0)] * (v.ndim - 1) + [lr])
 
-    p = _poly_from_pairs(2 * np.cos(lsf[..., 0::2]), ones, pad)
-    q = _poly_from_pairs(2 * np.cos(lsf[..., 1::2]), ones, pad)
-    p = pad(p, (0, 1)) + pad(p, (1, 0))
-    q = pad(q, (0, 1)) - pad(q, (1, 0))
-    return (0.5 * (p + q))[..., : lsf.shape[-1] + 1]
+    return _lsf_poly(lsf, np.cos, np.ones(lsf.shape[:-1] + (1,)), pad)
 
 
 def lsf_to_lpc_torch(lsf: torch.Tensor) -> torch.Tensor:
     """Differentiable ``lsf_to_lpc`` for training."""
     from torch.nn import functional as F
 
-    ones = lsf.new_ones(lsf.shape[:-1] + (1,))
-    p = _poly_from_pairs(2 * torch.cos(lsf[..., 0::2]), ones, F.pad)
-    q = _poly_from_pairs(2 * torch.cos(lsf[..., 1::2]), ones, F.pad)
-    p = F.pad(p, (0, 1)) + F.pad(p, (1, 0))
-    q = F.pad(q, (0, 1)) - F.pad(q, (1, 0))
+    return _lsf_poly(lsf, torch.cos, lsf.new_ones(lsf.shape[:-1] + (1,)), F.pad)
+
+
+def _lsf_poly(lsf, cos, ones, pad):
+    """A(z) = (P + Q)/2 from the odd (P) and even (Q) LSFs; numpy or torch via the helpers."""
+    p = _poly_from_pairs(2 * cos(lsf[..., 0::2]), ones, pad)
+    q = _poly_from_pairs(2 * cos(lsf[..., 1::2]), ones, pad)
+    p = pad(p, (0, 1)) + pad(p, (1, 0))   # × (1 + z⁻¹)
+    q = pad(q, (0, 1)) - pad(q, (1, 0))   # × (1 − z⁻¹)
     return (0.5 * (p + q))[..., : lsf.shape[-1] + 1]
 
 

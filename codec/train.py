@@ -203,13 +203,8 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
     for packets in encoded:
         for p in packets:
             n = f.frames_for(p.granule - p.seq * f.packet_hop)
-            shape = (n, tier.config.nwc.code_channels, tier.model.code_steps)
             for k, layer in enumerate(p.layers):
-                parts = [(tier.tables[k], shape)]
-                if k == 0 and tier.lpc:
-                    parts.insert(0, (tier.lsf_tables, (n, lpc.ORDER, 1)))
-                ideal[k] += sum(tab.ideal_bits(sym) for (tab, _), sym in
-                                zip(parts, entropy.decode_many(layer, parts), strict=True))
+                ideal[k] += api.layer_ideal_bits(tier, k, layer, n)
     results = []
     for k in range(1, tier.layers + 1):
         total_bytes = 0
