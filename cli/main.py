@@ -440,10 +440,9 @@ def tiers_cmd(as_json, debug) -> None:
         layers = meta.get("dev_layers") or [dev]
         rows.append({"name": name, "sample_rate": doc["sample_rate"],
                      "lpc": bool(doc.get("cascade", {}).get("lpc", False)),
-                     "layers": [{"kbps": m.get("kbps"), "pesq_wb": m.get("pesq_wb"),
-                                 "stoi": m.get("stoi")} for m in layers],
+                     "layers": [{k: m.get(k) for k in _TIER_METRICS} for m in layers],
                      "kbps": dev.get("kbps"), "target_kbps": meta.get("target_kbps"),
-                     "pesq_wb": dev.get("pesq_wb"), "stoi": dev.get("stoi"),
+                     **{k: dev.get(k) for k in _TIER_METRICS[1:]},
                      "parameters": meta.get("parameters"), "path": str(path)})
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -451,17 +450,25 @@ def tiers_cmd(as_json, debug) -> None:
     if not rows:
         click.echo("no tiers installed", err=True)
         return
-    click.echo(f"{'tier':<16}{'rate':>7}{'kbps':>8}{'PESQ-WB':>9}{'STOI':>7}")
+
+    def num(v, f):
+        return f"{v:{f}}" if isinstance(v, (int, float)) else f"{'-':>{int(float(f[:-1]))}}"
+
+    # Speech tiers report PESQ-WB and STOI; general-audio tiers ViSQOL (audio) and SI-SNR.
+    cols = (("kbps", "8.2f"), ("pesq_wb", "9.2f"), ("stoi", "7.3f"), ("visqol", "8.2f"),
+            ("si_snr", "8.1f"))
+    click.echo(f"{'tier':<16}{'rate':>7}{'kbps':>8}{'PESQ-WB':>9}{'STOI':>7}{'ViSQOL':>8}"
+               f"{'SI-SNR':>8}")
     for r in rows:
-        def num(v, f):
-            return f"{v:{f}}" if isinstance(v, (int, float)) else "-"
-        click.echo(f"{r['name']:<16}{r['sample_rate']:>7}{num(r['kbps'], '8.2f')}"
-                   f"{num(r['pesq_wb'], '9.2f')}{num(r['stoi'], '7.3f')}"
-                   + ("  (LPC)" if r["lpc"] else ""))
+        click.echo(f"{r['name']:<16}{r['sample_rate']:>7}"
+                   + "".join(num(r[k], f) for k, f in cols) + ("  (LPC)" if r["lpc"] else ""))
         if len(r["layers"]) > 1:  # every prefix of a layered tier is a rung
             for k, m in enumerate(r["layers"], 1):
-                click.echo(f"{'  ' + str(k) + ' layer(s)':<23}{num(m['kbps'], '8.2f')}"
-                           f"{num(m['pesq_wb'], '9.2f')}{num(m['stoi'], '7.3f')}")
+                click.echo(f"{'  ' + str(k) + ' layer(s)':<23}"
+                           + "".join(num(m[c], f) for c, f in cols))
+
+
+_TIER_METRICS = ("kbps", "pesq_wb", "stoi", "visqol", "si_snr")
 
 
 @cli.command()
@@ -470,6 +477,13 @@ def tiers_cmd(as_json, debug) -> None:
 @click.option("-b", "--bitrate", default="16k", show_default=True,
               help="Target real bitrate; a list (8k,16k,24k) trains one layer per rate.")
 @click.option("--lpc", is_flag=True, help="Hybrid codec: an LPC front end before the stages.")
+@click.option("--sample-rate", type=click.IntRange(8000, 96000), default=16000,
+              show_default=True, help="Rate the tier codes at (44100 for music).")
+@click.option("--loss", type=click.Choice(["plain", "psychoacoustic"]), default="plain",
+              show_default=True,
+              help="psychoacoustic: add the MPEG-1 masking-threshold terms (general audio).")
+@click.option("--harp", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="HARP-Net skip code channels (0: plain autoencoder).")
 @click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True,
               help="Keep the first N stages (and the LPC) fixed: add layers on top of a tier "
                    "given with --init-from.")
@@ -498,8 +512,8 @@ def tiers_cmd(as_json, debug) -> None:
 @quiet_option
 @debug_option
 @handle_errors
-def train(data_dir, out, bitrate, lpc, freeze, name, resume, init_from, device, max_steps,
-          max_minutes,
+def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, resume,
+          init_from, device, max_steps, max_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, ramp_start,
           eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
@@ -518,7 +532,10 @@ def train(data_dir, out, bitrate, lpc, freeze, name, resume, init_from, device, 
     if not max_steps and not max_minutes:
         raise click.UsageError("give --max-steps or --max-minutes")
     levels = 31 if quantizer == "noise" else 32
+    if loss == "psychoacoustic" and lpc:
+        raise click.UsageError("--loss psychoacoustic cannot be combined with --lpc")
     cfg = TrainConfig(data=data_dir, out=out, bitrate=bps, layer_bitrates=rates, lpc=lpc,
+                      sample_rate=sample_rate, loss=loss,
                       freeze=freeze, name=name or "",
                       max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
                       warmup_steps=warmup_steps, ramp_start=ramp_start,
@@ -527,7 +544,7 @@ def train(data_dir, out, bitrate, lpc, freeze, name, resume, init_from, device, 
                       init_from=init_from or "", run_dir=run_dir or "",
                       model={"quantizer": quantizer, "levels": levels, "plan": plan,
                              "channels": channels, "narrow": channels // 2,
-                             "code_channels": code_channels})
+                             "code_channels": code_channels, "harp": harp})
     run(cfg, progress=not quiet)
 
 

@@ -105,7 +105,7 @@ def decode_payload(tier: Tier, side: bytes, layers: list[bytes], channels: int,
 def layer_parts(tier: Tier, k: int, rows: int) -> list[tuple[entropy.CodeTables, tuple]]:
     """(tables, shape) of each symbol array range-coded in layer ``k`` of a packet with
     ``rows`` frames (channels × frames), in coding order."""
-    parts = [(tier.tables[k], (rows, tier.config.nwc.code_channels, tier.model.code_steps))]
+    parts = [(tier.tables[k], (rows, tier.model.symbol_channels, tier.model.code_steps))]
     if k == 0 and tier.lpc:  # the base layer also carries the LSF symbols
         parts.insert(0, (tier.lsf_tables, (rows, lpc.ORDER, 1)))
     return parts

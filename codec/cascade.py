@@ -70,6 +70,10 @@ class Cascade(nn.Module):
     def code_steps(self) -> int:
         return self.stages[0].code_steps
 
+    @property
+    def symbol_channels(self) -> int:
+        return self.stages[0].symbol_channels
+
     def scale(self, k: int) -> float:
         return 1.0 if k == 0 else self.cfg.res_scale
 

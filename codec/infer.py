@@ -162,18 +162,23 @@ def _device_of(module: nn.Module) -> torch.device:
 
 
 def encode(model: NWC, frames: torch.Tensor) -> torch.Tensor:
-    """(B, frame) → latents (B, code_channels, steps), bit-identical to the module's encoder.
+    """(B, frame) → latents (B, symbol_channels, steps), bit-identical to the module's encoder.
 
     Plain (N, C, T) layout with only the depthwise convolutions in channels-last: running the
     whole encoder channels-last is also exact but slower (its strided convolutions lose).
     """
     dev = _device_of(model)
-    y = _run(model.encoder, frames.to(dev, torch.float32)[:, None, :], exact=True, cl=False)
+    x = frames.to(dev, torch.float32)[:, None, :]
+    if not model.cfg.harp:
+        return _run(model.encoder, x, exact=True, cl=False).to(frames.device)
+    h = _run(model.encoder[: model.ENC_TAP], x, exact=True, cl=False)
+    y = torch.cat([_run(model.encoder[model.ENC_TAP:], h, exact=True, cl=False),
+                   _conv(model.skip_enc, h, False)], dim=1)
     return y.to(frames.device)
 
 
 def decode(model: NWC, latents: torch.Tensor, exact: bool = False) -> torch.Tensor:
-    """(B, code_channels, steps) → (B, frame), equal to the module's decoder within ~1e-6.
+    """(B, symbol_channels, steps) → (B, frame), equal to the module's decoder within ~1e-6.
 
     Channels-last (N, C, 1, T) throughout: no layout changes between layers. With ``exact``
     (a cascade encoder's closed loop: the next stage's codes depend on this output) it runs
@@ -182,9 +187,21 @@ def decode(model: NWC, latents: torch.Tensor, exact: bool = False) -> torch.Tens
     dev = _device_of(model)
     x = latents.to(dev, torch.float32)
     if exact:
-        return _run(model.decoder, x, exact=True, cl=False)[:, 0, :].to(latents.device)
-    y = _run(model.decoder, _as_4d(x), exact=False, cl=True)
+        return _decoder(model, x, exact=True, cl=False)[:, 0, :].to(latents.device)
+    y = _decoder(model, _as_4d(x), exact=False, cl=True)
     return y[:, 0, 0, :].to(latents.device)
+
+
+def _decoder(model: NWC, x: torch.Tensor, exact: bool, cl: bool) -> torch.Tensor:
+    """The decoder layers, with the HARP-Net skip joining after the sub-pixel shuffle."""
+    if not model.cfg.harp:
+        return _run(model.decoder, x, exact, cl)
+    main, skip = x.split([model.cfg.code_channels, model.cfg.harp], dim=1)
+    if cl:  # split views are not channels-last contiguous
+        main, skip = (t.contiguous(memory_format=torch.channels_last) for t in (main, skip))
+    h = _run(model.decoder[: model.DEC_TAP], main, exact, cl) \
+        + _run(model.skip_dec, skip, exact, cl)
+    return _run(model.decoder[model.DEC_TAP:], h, exact, cl)
 
 
 class DeviceError(RuntimeError):

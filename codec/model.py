@@ -13,6 +13,14 @@ dilated convolutions, strided down-sampling, sub-pixel up-sampling):
   at 1/16 of the frame rate: 8 × 32 = 256 symbols per 512-sample frame, as in the paper.
 
 Both map (batch, frame) float frames to (batch, code_channels, steps) latents and back.
+
+HARP-Net (WASPAA'21, prior-art §F), fast plan only: with ``harp = h > 0`` the skip between the
+mirrored 1/8-rate layers (after the encoder's first residual stack, before the decoder's last)
+is a small autoencoder of its own: a stride-2 convolution squeezes the encoder's features to
+``h`` extra code channels at the code rate, quantized and entropy-coded with the main codes
+(their bits count in the rate), and a convolution plus sub-pixel shuffle adds them back into the
+decoder. The latents are then (batch, code_channels + h, steps): the rest of the codec sees only
+more symbol channels.
 """
 
 from __future__ import annotations
@@ -40,9 +48,13 @@ class NWCConfig:
     fb_stride: int = 8
     quantizer: str = "noise"     # "noise" | "softmax"
     levels: int = 31             # symbols per code
+    harp: int = 0                # HARP-Net skip code channels (0 = plain autoencoder)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["harp"]:  # absent in tiers from before HARP-Net: keeps their hash unchanged
+            del d["harp"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> NWCConfig:
@@ -146,7 +158,25 @@ class NWC(nn.Module):
             )
         else:
             raise ValueError(f"unknown layer plan {cfg.plan!r}; use 'fast' or 'paper'")
-        self.quantizer: Quantizer = make_quantizer(cfg.quantizer, cfg.code_channels, cfg.levels)
+        if cfg.harp:
+            if cfg.plan != "fast":
+                raise ValueError("HARP-Net skips are built for the fast layer plan")
+            # Hyper-autoencoded skip: encoder features at 1/8 rate → h codes at 1/16 rate →
+            # c/2 decoder channels at 1/8 rate (where the decoder's sub-pixel shuffle lands).
+            self.skip_enc = nn.Conv1d(c, cfg.harp, 4, stride=2, padding=1)
+            self.skip_dec = nn.Sequential(nn.Conv1d(cfg.harp, c, 3, padding=1),
+                                          nn.LeakyReLU(0.2), SubPixel1d(2))
+        self.quantizer: Quantizer = make_quantizer(cfg.quantizer, self.symbol_channels,
+                                                   cfg.levels)
+
+    # Where the HARP skip leaves the encoder and joins the decoder (indices into the
+    # Sequentials: after the first residual stack / after the sub-pixel shuffle).
+    ENC_TAP, DEC_TAP = 3, 6
+
+    @property
+    def symbol_channels(self) -> int:
+        """Coded channels per step: the main codes plus the HARP skip codes."""
+        return self.cfg.code_channels + self.cfg.harp
 
     @property
     def code_steps(self) -> int:
@@ -155,14 +185,18 @@ class NWC(nn.Module):
             else self.cfg.frame // 2
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, frame) → latents (B, code_channels, steps), before quantization."""
+        """(B, frame) → latents (B, symbol_channels, steps), before quantization."""
         if torch.is_inference_mode_enabled():  # same latents bit for bit, faster kernels
             from . import infer
             return infer.encode(self, frames)
-        return self.encoder(frames[:, None, :])
+        x = frames[:, None, :]
+        if not self.cfg.harp:
+            return self.encoder(x)
+        h = self.encoder[: self.ENC_TAP](x)
+        return torch.cat([self.encoder[self.ENC_TAP:](h), self.skip_enc(h)], dim=1)
 
     def decode(self, latents: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        """(B, code_channels, steps) dequantized latents → (B, frame).
+        """(B, symbol_channels, steps) dequantized latents → (B, frame).
 
         Under inference mode: faster kernels, equal to the forward within float noise, or bit
         for bit with ``exact`` (an encoder's closed loop, whose codes must not move).
@@ -170,7 +204,11 @@ class NWC(nn.Module):
         if torch.is_inference_mode_enabled():
             from . import infer
             return infer.decode(self, latents, exact)
-        return self.decoder(latents)[:, 0, :]
+        if not self.cfg.harp:
+            return self.decoder(latents)[:, 0, :]
+        main, skip = latents.split([self.cfg.code_channels, self.cfg.harp], dim=1)
+        h = self.decoder[: self.DEC_TAP](main) + self.skip_dec(skip)
+        return self.decoder[self.DEC_TAP:](h)[:, 0, :]
 
     def forward(self, frames: torch.Tensor, quantize: bool = True):
         """Training pass: returns (reconstruction, bits per symbol, quantizer penalty, latents)."""

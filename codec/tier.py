@@ -79,7 +79,7 @@ class Tier:
 
     @property
     def symbols_per_second(self) -> float:
-        steps = self.model.code_steps * self.config.nwc.code_channels
+        steps = self.model.code_steps * self.model.symbol_channels
         return steps * self.sample_rate / self.framing.hop
 
     @property

@@ -5,6 +5,11 @@ decoded frames exactly as the decoder does, and minimises, summed over the layer
 
     time-domain error + w_mel · multi-resolution log-mel distance + λ_k · bits_k + w_q · penalty
 
+and with ``loss="psychoacoustic"`` (general audio, prior-art §E) also the SPL'20 terms against
+the reference's MPEG-1 model-1 masking threshold, computed at the packet's real playback level:
+``w_pw`` · priority-weighted log-spectral error + ``w_nmr`` · noise-to-mask ratio (dB above the
+mask), on 512-sample frames of the overlap-added packet.
+
 where ``bits_k`` is layer k's differentiable rate estimate (its stage's codes, plus the LSFs in
 the base layer of an LPC tier, whose quantizer also pays ``w_lsd`` · log-spectral distortion).
 With LPC the packets are the LPC residual of the pre-processed signal, computed with the
@@ -36,12 +41,12 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from ..formats.container import END, Packet, encode_packet
-from . import api, entropy, lpc
+from . import api, entropy, lpc, psychoacoustic
 from .cascade import Cascade, CascadeConfig
 from .data import PacketSampler, list_audio, load_mono
 from .framing import Framing, split_frames
 from .gain import GAIN_BITS, gain_code, gain_value
-from .losses import mel_distance, time_mse
+from .losses import mel_distance, noise_to_mask_loss, priority_weighted_loss, time_mse
 from .model import NWCConfig, count_parameters
 from .quantize import channel_histogram
 from .tier import Tier, build, load_path
@@ -58,6 +63,9 @@ class TrainConfig:
     lpc: bool = False                  # LPC front end (module 0 of the cascade)
     freeze: int = 0                    # lower stages kept fixed (greedy layer-wise training)
     res_scale: float = 4.0
+    loss: str = "plain"                # "plain" | "psychoacoustic"
+    w_pw: float = 0.02                 # priority-weighted log-spectral error, per dB²
+    w_nmr: float = 0.1                 # mean noise-to-mask ratio, per dB above the mask
     w_lsd: float = 0.002               # LSF quantizer's distortion weight, per dB²
     name: str = ""
     sample_rate: int = 16000
@@ -129,6 +137,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PSY_FFT = 512     # psychoacoustic model frame (MPEG-1 model 1's FFT size)
 LPC_WARM = 1024   # pre-filter warm-up samples before a training packet (high-pass transient)
 
 
@@ -145,7 +154,7 @@ def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate
     if model.lsf is None:
         seg = raw[:, -span:]
         g = np.array([gain_value(gain_code(s)) for s in seg], np.float32)[:, None]
-        return torch.from_numpy(seg / g), {}
+        return torch.from_numpy(seg / g), {"gain": torch.from_numpy(g)}
     device = next(model.parameters()).device
     xp = lpc.preprocess(raw.astype(np.float64))
     x = xp[:, LPC_WARM:]
@@ -171,7 +180,7 @@ def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
                 ) -> tuple[list[entropy.CodeTables], entropy.CodeTables | None]:
     """Integer code tables from the hard symbol histograms of ``n_packets`` random packets."""
     stages = list(model.stages)
-    hists = [np.zeros((m.cfg.code_channels, m.quantizer.n_symbols), np.int64) for m in stages]
+    hists = [np.zeros((m.symbol_channels, m.quantizer.n_symbols), np.int64) for m in stages]
     lsf_hist = None if model.lsf is None else np.zeros((lpc.ORDER, model.lsf.n_symbols),
                                                        np.int64)
     f = sampler.framing
@@ -188,12 +197,31 @@ def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
     return tables, None if lsf_hist is None else entropy.tables_from_histogram(lsf_hist)
 
 
-def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
-    """Code dev clips through the real coder and container; PESQ-WB, STOI and real kbps of
-    every layer prefix (a stream cut to k layers is exactly a k-layer encode)."""
-    from pesq import pesq
-    from pystoi import stoi
+def _clip_scores(x: np.ndarray, y: np.ndarray, sr: int) -> dict[str, float]:
+    """Per-clip quality: PESQ-WB and STOI for 16 kHz tiers; SI-SNR and ViSQOL (audio mode,
+    when installed) for general-audio tiers, which PESQ and STOI do not cover."""
+    if sr == 16000:
+        from pesq import pesq
+        from pystoi import stoi
 
+        out = {"stoi": float(stoi(x, y, sr, extended=False))}
+        try:
+            out["pesq_wb"] = float(pesq(sr, x, y, "wb"))
+        except Exception:  # PESQ refuses clips with no detectable speech
+            pass
+        return out
+    from . import metrics
+
+    out = {"si_snr": metrics.si_snr(x, y)}
+    if not metrics.missing_packages(("visqol",)):
+        out["visqol"] = metrics.visqol_for("audio")(x, y, sr)
+    return out
+
+
+def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
+    """Code dev clips through the real coder and container; real kbps and quality (PESQ-WB and
+    STOI at 16 kHz, else SI-SNR and ViSQOL audio) of every layer prefix (a stream cut to k
+    layers is exactly a k-layer encode)."""
     sr = tier.sample_rate
     encoded = [api.encode_array(tier, x, sr) for x in clips]
     seconds = sum(x.shape[0] for x in clips) / sr
@@ -208,7 +236,7 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
     results = []
     for k in range(1, tier.layers + 1):
         total_bytes = 0
-        scores_pesq, scores_stoi = [], []
+        scores: dict[str, list[float]] = {}
         for x, packets in zip(clips, encoded, strict=False):
             cut = [Packet(kind=p.kind, seq=p.seq, granule=p.granule, side=p.side,
                           layers=p.layers[:k]) for p in packets]
@@ -217,20 +245,16 @@ def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
                          original_samples=x.shape[0])
             total_bytes += sum(len(encode_packet(p)) for p in cut) + len(encode_packet(end))
             y = api.decode_packets(tier, h, cut + [end])[:, 0]
-            try:
-                scores_pesq.append(pesq(sr, x, y, "wb"))
-            except Exception:  # PESQ refuses clips with no detectable speech
-                pass
-            scores_stoi.append(stoi(x, y, sr, extended=False))
-        results.append({
-            "layers": k,
-            "kbps": 8 * total_bytes / seconds / 1000,
-            "ideal_kbps": sum(ideal[:k]) / seconds / 1000,
-            "pesq_wb": float(np.mean(scores_pesq)) if scores_pesq else float("nan"),
-            "stoi": float(np.mean(scores_stoi)),
-            "clips": len(clips),
-            "seconds": round(seconds, 1),
-        })
+            for name, v in _clip_scores(x, y, sr).items():
+                scores.setdefault(name, []).append(v)
+        row = {"layers": k, "kbps": 8 * total_bytes / seconds / 1000,
+               "ideal_kbps": sum(ideal[:k]) / seconds / 1000}
+        if sr == 16000:
+            row["pesq_wb"] = float(np.mean(scores["pesq_wb"])) if "pesq_wb" in scores \
+                else float("nan")
+        row.update({name: float(np.mean(v)) for name, v in scores.items() if name != "pesq_wb"})
+        row.update({"clips": len(clips), "seconds": round(seconds, 1)})
+        results.append(row)
     return results
 
 
@@ -274,6 +298,13 @@ def _load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimi
     return state
 
 
+def _excerpt(x: np.ndarray, n: int) -> np.ndarray:
+    """``n`` samples of a dev file: its start, or its middle for long files (music tracks
+    often open with silence or a fade)."""
+    start = (x.shape[0] - n) // 2 if x.shape[0] > 2 * n else 0
+    return x[start: start + n]
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -305,7 +336,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     sampler = PacketSampler(signals, framing, seed=cfg.seed * 1000 + rank)
     dev_pick = dev_files[:: max(1, len(dev_files) // cfg.eval_clips)][: cfg.eval_clips] \
         if dev_files else []
-    dev = [load_mono(p, cfg.sample_rate)[: 8 * cfg.sample_rate] for p in dev_pick]
+    dev = [_excerpt(load_mono(p, cfg.sample_rate), 8 * cfg.sample_rate) for p in dev_pick]
     dev = [d for d in dev if d.shape[0] >= cfg.sample_rate]
     train_seconds = sum(s.shape[0] for s in signals) / cfg.sample_rate
     if rank == 0:
@@ -314,6 +345,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
 
     mcfg = NWCConfig(**cfg.model)
     mcfg.frame = framing.frame
+    if cfg.loss not in ("plain", "psychoacoustic"):
+        raise ValueError(f"unknown loss {cfg.loss!r}; use plain or psychoacoustic")
+    if cfg.loss == "psychoacoustic" and cfg.lpc:
+        raise ValueError("the psychoacoustic loss needs the signal, not an LPC residual")
     rates = [float(r) for r in cfg.layer_bitrates] or [cfg.bitrate]
     if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
         raise ValueError("layer bitrates must increase")
@@ -363,7 +398,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
             _log(f"resumed {run_dir} at step {step} ({elapsed / 60:.1f} min)")
 
     side_bps = GAIN_BITS * cfg.sample_rate / framing.packet_hop
-    sym_per_frame = model.code_steps * ccfg.nwc.code_channels
+    sym_per_frame = model.code_steps * model.symbol_channels
     sym_per_s = sym_per_frame * cfg.sample_rate / framing.hop
     # Code bits per symbol of each layer; coder flushes and packet headers are folded into
     # ``rate_fix``. The base layer also pays the gain side info (and carries the LSFs).
@@ -438,11 +473,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         seg = seg.to(device)
         frames = seg.unfold(1, framing.frame, framing.hop).reshape(-1, framing.frame)
         out = net(frames, quantize)
+        mask = None
+        if cfg.loss == "psychoacoustic":
+            ref_fr = seg.unfold(1, PSY_FFT, PSY_FFT // 2)
+            gain_db = (20.0 * torch.log10(extra["gain"].to(device))).expand(ref_fr.shape[:2])
+            mask = psychoacoustic.masking_threshold(ref_fr, cfg.sample_rate, gain_db=gain_db)
         loss = seg.new_zeros(())
         dist_loss = seg.new_zeros(())
         for k in range(frozen, n_layers):
             rec = overlap_add(out.recs[k].reshape(cfg.batch, -1, framing.frame), framing)
             d = time_mse(rec, seg) + cfg.w_mel * mel_distance(rec, seg, cfg.sample_rate)
+            if mask is not None:
+                rec_fr = rec.unfold(1, PSY_FFT, PSY_FFT // 2)
+                d = d + cfg.w_pw * priority_weighted_loss(rec_fr, ref_fr, mask) \
+                    + cfg.w_nmr * noise_to_mask_loss(rec_fr, ref_fr, mask, log_ratio=True)
             dist_loss = d  # report the top layer's distortion
             loss = loss + d
         layer_bits = list(out.bits)
