@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
 """Quality benchmark: every installed nwc tier against classic speech and audio codecs.
 
-Codes the same speech clips with every nwc tier (through the real ``nwc`` command line,
+Codes the same clips with every nwc tier (through the real ``nwc`` command line,
 ``nwc encode`` then ``nwc decode`` as subprocesses) and with every anchor codec at each
-point of its bit-rate ladder, then prints ONE Markdown table of means over the clips:
+point of its bit-rate ladder, then prints ONE Markdown table of means over the clips.
+
+Speech (the default): 16 kHz mono clips, every tier, and AMR-WB, Opus, Speex-WB, Codec2,
+LAME MP3, LC3 (liblc3), and FFmpeg's AAC-LC, G.722 and Vorbis::
 
     codec | mode | nominal kbps | real kbps | PESQ-WB | STOI | ViSQOL | SI-SNR dB
 
-Anchors: AMR-WB, Opus, Speex-WB, Codec2, LAME MP3, LC3 (liblc3), and FFmpeg's AAC-LC,
-G.722 and Vorbis. Alignment, SI-SNR and the metrics come from ``nwc.codec.metrics``, the
+Music (``--music``): the middle ``--seconds`` of each file at 44.1 kHz, stereo kept; every
+44.1 kHz tier at every layer prefix (``nwc encode -l K``), and LAME MP3 (CBR and ABR, joint
+stereo), Opus and FFmpeg's AAC-LC; ViSQOL in audio mode and SI-SNR, per channel, averaged::
+
+    codec | mode | nominal kbps | real kbps | ViSQOL | SI-SNR dB
+
+followed by a verdict: every nwc rung against MP3 interpolated at its real bitrate, and
+against MP3 112 kbps. Alignment, SI-SNR and the metrics come from ``nwc.codec.metrics``, the
 code behind ``nwc eval``, so the two agree on the same pair of files.
 
 Usage::
 
     python bench/quality.py DATA_DIR [--tiers a,b] [--anchors amrwb,opus,mp3,...]
                             [--clips N] [--out-md FILE] [--out-csv FILE]
+    python bench/quality.py DATA_DIR --music [--seconds S] [--anchors mp3,mp3abr,opus,aac] ...
 
 See bench/README.md for what each column means; bench/install.sh installs the anchors.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import json
 import math
@@ -34,9 +45,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -68,11 +80,30 @@ AAC_KBPS = (12, 16, 24, 32)  # FFmpeg's native AAC-LC encoder, ADTS stream
 VORBIS_KBPS = (16, 24, 32)  # libvorbis ABR; it refuses less than ~16 kbps for 16 kHz mono
 G722_KBPS = 64  # FFmpeg's G.722 encoder has only the 64 kbps mode
 ALL_ANCHORS = ("amrwb", "opus", "speex", "codec2", "mp3", "lc3", "aac", "g722", "vorbis")
+
+# Music mode (--music): 44.1 kHz, stereo kept, an excerpt from the middle of each file (game
+# and library tracks open with silence or a fade-in).
+MUSIC_SR = 44100
+MUSIC_SECONDS = 10.0
+# LAME CBR: the bar's rates, plus 160 so that the verdict can interpolate MP3 at the real rate
+# of a 128 kbps rung (container overhead puts it a little above 128).
+MP3_MUSIC_KBPS = (32, 48, 64, 96, 112, 128, 160)
+MP3_ABR_KBPS = (48, 64, 96, 128)
+OPUS_MUSIC_KBPS = (48, 64, 96, 128)
+AAC_MUSIC_KBPS = (48, 64, 96, 128)
+MUSIC_ANCHORS = ("mp3", "mp3abr", "opus", "aac")
+# The bar (issue 5): the 64 kbps rung reaches MP3 112's ViSQOL; every rung beats MP3 (CBR)
+# at its own real bitrate.
+BAR_RUNG_KBPS = 64.0
+MP3_BAR_KBPS = 112
+MP3_CODEC = "MP3 (LAME)"
+
 ANCHOR_TOOLS = {
     "opus": ("opusenc", "opusdec"),
     "speex": ("speexenc", "speexdec"),
     "codec2": ("c2enc", "c2dec", "sox"),
     "mp3": ("lame",),
+    "mp3abr": ("lame",),
     "lc3": ("elc3", "dlc3"),
     "aac": ("ffmpeg",),
     "g722": ("ffmpeg",),
@@ -91,6 +122,7 @@ COLUMNS = (
     ("visqol", "ViSQOL"),
     ("si_snr_db", "SI-SNR dB"),
 )
+MUSIC_COLUMNS = tuple(c for c in COLUMNS if c[0] not in ("pesq_wb", "stoi"))
 DIGITS = {
     "nominal_kbps": 2,
     "real_kbps": 2,
@@ -119,6 +151,39 @@ def read_audio(path: Path) -> np.ndarray:
     return to_mono_16k(x, sr)
 
 
+def resample_channels(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """(frames, channels) float64 resampled channel by channel, as ``metrics.resample``."""
+    if rate_in == rate_out:
+        return x
+    return np.stack([metrics.resample(x[:, c], rate_in, rate_out) for c in range(x.shape[1])],
+                    axis=1)
+
+
+def read_music(path: Path) -> np.ndarray:
+    """(frames, channels) float64 at 44.1 kHz; stereo stays stereo (of more, the first two)."""
+    x, sr = sf.read(str(path), dtype="float64", always_2d=True)
+    return resample_channels(x[:, :2], sr, MUSIC_SR)
+
+
+def excerpt(x: np.ndarray, frames: int) -> np.ndarray:
+    """The middle ``frames`` of ``x``: all of it when ``frames`` is 0 or ``x`` is no longer."""
+    if frames <= 0 or len(x) <= frames:
+        return x
+    start = (len(x) - frames) // 2
+    return x[start:start + frames]
+
+
+def as_channels(x: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """``x`` as (frames, channels); a mono decode of a stereo reference is used for both
+    channels, a stereo decode of a mono one is mixed down."""
+    x = x[:, None] if x.ndim == 1 else x
+    if channels is None or x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1:
+        return np.repeat(x, channels, axis=1)
+    return metrics.mono(x)[:, None]
+
+
 def read_raw_s16(path: Path, sr: int) -> np.ndarray:
     x = np.fromfile(path, dtype="<i2").astype(np.float64) / 32768.0
     return to_mono_16k(x, sr)
@@ -142,20 +207,22 @@ si_snr = metrics.si_snr
 
 
 class Visqol:
-    """ViSQOL speech mode (16 kHz) through ``nwc.codec.metrics``, self-tested at start-up."""
+    """ViSQOL through ``nwc.codec.metrics`` on signals at ``rate`` (speech mode for speech,
+    audio mode for music), self-tested at start-up."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "speech", rate: int = SR) -> None:
         self.engine: metrics.Visqol | None = None
+        self.rate = rate
         self.note = ""
         try:
-            engine = metrics.visqol_for("speech")
+            engine = metrics.visqol_for(mode)
         except Exception as exc:
             self.note = f"ViSQOL column skipped: visqol-python not usable ({exc})."
             return
         try:  # proves it runs here, offline, before hours of coding
-            t = np.arange(SR * 2) / SR
+            t = np.arange(rate * 2) / rate
             x = 0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-            engine(x, x + 1e-3 * np.random.default_rng(0).standard_normal(len(x)), SR)
+            engine(x, x + 1e-3 * np.random.default_rng(0).standard_normal(len(x)), rate)
         except Exception as exc:
             self.note = f"ViSQOL column skipped: visqol-python failed to start ({exc})."
             return
@@ -169,23 +236,30 @@ class Visqol:
     def __call__(self, ref: np.ndarray, deg: np.ndarray) -> float:
         if self.engine is None:
             return math.nan
-        return self.engine(ref, deg, SR)
+        return self.engine(ref, deg, self.rate)
 
 
-def measure(ref: np.ndarray, deg: np.ndarray, visqol: Visqol | None) -> dict[str, float]:
+SPEECH_METRICS = ("pesq_wb", "stoi", "visqol")
+
+
+def measure(ref: np.ndarray, deg: np.ndarray, visqol: Visqol | None, rate: int = SR,
+            keys: Sequence[str] = SPEECH_METRICS) -> dict[str, float]:
+    """SI-SNR and those of PESQ-WB, STOI and ViSQOL named in ``keys``, of aligned mono signals."""
     out: dict[str, float] = {}
-    try:
-        out["pesq_wb"] = metrics.pesq_wb(ref, deg, SR)
-    except Exception as exc:  # e.g. NoUtterancesError on silence
-        log(f"    PESQ failed: {exc}")
-        out["pesq_wb"] = math.nan
-    try:
-        out["stoi"] = metrics.stoi(ref, deg, SR)
-    except ValueError as exc:  # too little speech left
-        log(f"    STOI failed: {exc}")
-        out["stoi"] = math.nan
+    if "pesq_wb" in keys:
+        try:
+            out["pesq_wb"] = metrics.pesq_wb(ref, deg, rate)
+        except Exception as exc:  # e.g. NoUtterancesError on silence
+            log(f"    PESQ failed: {exc}")
+            out["pesq_wb"] = math.nan
+    if "stoi" in keys:
+        try:
+            out["stoi"] = metrics.stoi(ref, deg, rate)
+        except ValueError as exc:  # too little speech left
+            log(f"    STOI failed: {exc}")
+            out["stoi"] = math.nan
     out["si_snr_db"] = metrics.si_snr(ref, deg)
-    if visqol is not None and visqol.api is not None:
+    if "visqol" in keys and visqol is not None and visqol.api is not None:
         try:
             out["visqol"] = visqol(ref, deg)
         except Exception as exc:
@@ -194,10 +268,70 @@ def measure(ref: np.ndarray, deg: np.ndarray, visqol: Visqol | None) -> dict[str
     return out
 
 
-# --------------------------------------------------------------------------------------
-# Systems under test. ``run(ref_wav, ref_pcm16, work)`` returns (encoded bytes, decoded).
+SILENT_RMS = 1e-5  # a reference channel this quiet (-100 dBFS) has nothing to score
 
-RunFn = Callable[[Path, np.ndarray, Path], tuple[int, np.ndarray]]
+
+def measure_channels(ref: np.ndarray, dec: np.ndarray, lag: float, visqol: Visqol | None,
+                     rate: int = SR, keys: Sequence[str] = SPEECH_METRICS) -> dict[str, float]:
+    """Align every channel of ``dec`` to ``ref`` (both (frames, channels)) at the one ``lag``
+    (codecs delay both channels alike), measure each, and average each metric over channels.
+
+    A channel the reference leaves silent (a sound effect panned hard to one side) is left
+    out: SI-SNR is undefined there and ViSQOL would score noise against nothing.
+    """
+    chans = list(range(ref.shape[1]))
+    if len(chans) > 1:
+        loud = [c for c in chans if np.sqrt(np.mean(ref[:, c] ** 2)) > SILENT_RMS]
+        chans = loud or chans
+    per = []
+    for c in chans:
+        ref_t, deg_t = metrics.align_at(ref[:, c], dec[:, c], lag)  # as `nwc eval` aligns
+        per.append(measure(ref_t, deg_t, visqol, rate, keys))
+    out = {}
+    for k in per[0]:
+        vals = [p[k] for p in per if not math.isnan(p[k])]
+        out[k] = float(np.mean(vals)) if vals else math.nan
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Systems under test. A system's ``plan(ref_wav, ref_pcm16, work)`` lays out how it codes one
+# clip as separate encode and decode steps (so bench/speed.py can time them apart);
+# ``System.run`` executes them and returns (encoded bytes, decoded signal).
+
+
+@dataclass
+class Step:
+    """One coding step: a command line, or for a codec driven in this process a Python call
+    (``fn``) with ``argv`` its equivalent command line (to time it as a process)."""
+
+    argv: list[str]
+    fn: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        if self.fn is not None:
+            self.fn()
+        else:
+            sh(self.argv)
+
+
+@dataclass
+class Coding:
+    """How a system codes one clip: encode steps, decode steps, the coded file (whose size is
+    the coded size) and a reader of the decoded signal (float64: mono at 16 kHz for speech,
+    (frames, channels) at 44.1 kHz for music)."""
+
+    encode: list[Step]
+    decode: list[Step]
+    coded: Path
+    read: Callable[[], np.ndarray]
+
+
+PlanFn = Callable[[Path, np.ndarray, Path], Coding]
+
+
+def steps(*argvs: list[str]) -> list[Step]:
+    return [Step(a) for a in argvs]
 
 
 @dataclass
@@ -205,7 +339,7 @@ class System:
     codec: str
     mode: str
     nominal_kbps: float
-    run: RunFn
+    plan: PlanFn
     rows: list[dict[str, float]] = field(default_factory=list)
     failures: int = 0
     # pass 1 results, per clip index: (encoded bytes, decoded .npy path, own lag, own peak)
@@ -217,6 +351,19 @@ class System:
     peak: float = math.nan
     lags: list[float] = field(default_factory=list)  # delay used per measured clip
     how_per_clip: list[str] = field(default_factory=list)  # how each lag was chosen
+    tier: str = ""  # nwc music rungs: the tier, and how many of its layers are coded
+    layers: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.codec} {self.mode}"
+
+    def run(self, ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+        """Code one clip: every encode step, then every decode step."""
+        c = self.plan(ref_wav, pcm, work)
+        for step in (*c.encode, *c.decode):
+            step()
+        return c.coded.stat().st_size, c.read()
 
     def add_xcorr(self, wave: np.ndarray, env: np.ndarray) -> None:
         self.xc_wave = wave if self.xc_wave is None else self.xc_wave + wave
@@ -242,87 +389,100 @@ def sh(cmd: list[str]) -> None:
         raise RuntimeError(f"{shlex.join(cmd)} exited {p.returncode}: {' | '.join(tail)}")
 
 
-def amrwb_system(mode: int) -> System:
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
-        data = amrwb.encode(pcm, mode)
-        (work / "out.amr").write_bytes(data)  # the file whose size is counted
-        dec = amrwb.decode((work / "out.amr").read_bytes())
-        return len(data), dec.astype(np.float64) / 32768.0
+# bench/amrwb.py as a command: what an AMR-WB step costs as a process (bench/speed.py).
+AMRWB_CLI = [sys.executable, str(Path(amrwb.__file__).resolve())]
 
-    return System("AMR-WB", f"mode {mode}", amrwb.MODE_KBPS[mode], run)
+
+def amrwb_system(mode: int) -> System:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
+        enc, dec = work / "out.amr", work / "out.wav"  # out.amr: the file whose size counts
+        out: dict[str, np.ndarray] = {}
+
+        def encode() -> None:
+            enc.write_bytes(amrwb.encode(pcm, mode))
+
+        def decode() -> None:
+            out["pcm"] = amrwb.decode(enc.read_bytes())
+
+        return Coding(
+            [Step([*AMRWB_CLI, "encode", str(ref_wav), str(enc), "--mode", str(mode)], encode)],
+            [Step([*AMRWB_CLI, "decode", str(enc), str(dec)], decode)],
+            enc, lambda: out["pcm"].astype(np.float64) / 32768.0)
+
+    return System("AMR-WB", f"mode {mode}", amrwb.MODE_KBPS[mode], plan)
 
 
 def opus_system(kbps: int) -> System:
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / "out.opus", work / "out.wav"
-        sh(["opusenc", "--quiet", "--bitrate", str(kbps), str(ref_wav), str(enc)])
-        sh(["opusdec", "--quiet", "--rate", str(SR), str(enc), str(dec)])
-        return enc.stat().st_size, read_audio(dec)
+        return Coding(steps(["opusenc", "--quiet", "--bitrate", str(kbps), str(ref_wav), str(enc)]),
+                      steps(["opusdec", "--quiet", "--rate", str(SR), str(enc), str(dec)]),
+                      enc, lambda: read_audio(dec))
 
-    return System("Opus", f"VBR {kbps}k", float(kbps), run)
+    return System("Opus", f"VBR {kbps}k", float(kbps), plan)
 
 
 def speex_system(q: int) -> System:
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / "out.spx", work / "out.wav"
-        sh(["speexenc", "-w", "--quality", str(q), str(ref_wav), str(enc)])
-        sh(["speexdec", str(enc), str(dec)])
-        return enc.stat().st_size, read_audio(dec)
+        return Coding(steps(["speexenc", "-w", "--quality", str(q), str(ref_wav), str(enc)]),
+                      steps(["speexdec", str(enc), str(dec)]), enc, lambda: read_audio(dec))
 
-    return System("Speex-WB", f"q{q}", SPEEX_WB_KBPS[q], run)
+    return System("Speex-WB", f"q{q}", SPEEX_WB_KBPS[q], plan)
 
 
 def codec2_system(mode: str) -> System:
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    # Codec2 codes 8 kHz audio: the encode step starts with sox's resampling.
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         nb, enc, dec = work / "in8k.raw", work / "out.c2", work / "out8k.raw"
         raw = ["-t", "raw", "-e", "signed-integer", "-b", "16", "-c", "1"]
-        sh(["sox", "-D", str(ref_wav), *raw, str(nb), "rate", "-v", "8000"])
-        sh(["c2enc", mode, str(nb), str(enc)])  # .c2 suffix: file with a 7-byte header
-        sh(["c2dec", mode, str(enc), str(dec)])
-        return enc.stat().st_size, read_raw_s16(dec, 8000)
+        return Coding(steps(["sox", "-D", str(ref_wav), *raw, str(nb), "rate", "-v", "8000"],
+                            ["c2enc", mode, str(nb), str(enc)]),  # .c2: file with a 7-byte header
+                      steps(["c2dec", mode, str(enc), str(dec)]),
+                      enc, lambda: read_raw_s16(dec, 8000))
 
-    return System("Codec2 (8 kHz)", mode, CODEC2_MODES[mode], run)
+    return System("Codec2 (8 kHz)", mode, CODEC2_MODES[mode], plan)
 
 
 def mp3_system(kbps: int) -> System:
     # `lame --decode` keeps the encoder and decoder delays: its output trails the input by
     # 576 samples at the coded rate (16 kHz; 8 kHz at 8 kbps, i.e. 1152 at 16 kHz), which
     # alignment removes like any other codec delay.
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / "out.mp3", work / "out.wav"
-        sh(["lame", "--quiet", "--cbr", "-b", str(kbps), str(ref_wav), str(enc)])
-        sh(["lame", "--quiet", "--decode", str(enc), str(dec)])
-        return enc.stat().st_size, read_audio(dec)
+        return Coding(steps(["lame", "--quiet", "--cbr", "-b", str(kbps), str(ref_wav), str(enc)]),
+                      steps(["lame", "--quiet", "--decode", str(enc), str(dec)]),
+                      enc, lambda: read_audio(dec))
 
-    return System("MP3 (LAME)", f"CBR {kbps}k", float(kbps), run)
+    return System("MP3 (LAME)", f"CBR {kbps}k", float(kbps), plan)
 
 
 def lc3_system(kbps: int) -> System:
     # liblc3's tools store an 18-byte header and a 2-byte length before every 10 ms frame
     # (1.6 kbps), counted in the real rate like every other container.
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / "out.lc3", work / "out.wav"
-        sh(["elc3", "-b", str(kbps * 1000), "-m", "10", str(ref_wav), str(enc)])
-        sh(["dlc3", str(enc), str(dec)])
-        return enc.stat().st_size, read_audio(dec)
+        return Coding(steps(["elc3", "-b", str(kbps * 1000), "-m", "10", str(ref_wav), str(enc)]),
+                      steps(["dlc3", str(enc), str(dec)]), enc, lambda: read_audio(dec))
 
-    return System("LC3", f"10 ms {kbps}k", float(kbps), run)
+    return System("LC3", f"10 ms {kbps}k", float(kbps), plan)
 
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
 def ffmpeg_system(codec: str, mode: str, kbps: float, enc_args: list[str], suffix: str,
-                  in_args: tuple[str, ...] = ()) -> System:
+                  in_args: tuple[str, ...] = (),
+                  read: Callable[[Path], np.ndarray] = read_audio) -> System:
     """An anchor coded and decoded by ffmpeg; the decoded WAV is 16-bit at the codec's rate."""
 
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / f"out.{suffix}", work / "out.wav"
-        sh([*FFMPEG, "-i", str(ref_wav), *enc_args, str(enc)])
-        sh([*FFMPEG, *in_args, "-i", str(enc), "-c:a", "pcm_s16le", str(dec)])
-        return enc.stat().st_size, read_audio(dec)
+        return Coding(steps([*FFMPEG, "-i", str(ref_wav), *enc_args, str(enc)]),
+                      steps([*FFMPEG, *in_args, "-i", str(enc), "-c:a", "pcm_s16le", str(dec)]),
+                      enc, lambda: read(dec))
 
-    return System(codec, mode, kbps, run)
+    return System(codec, mode, kbps, plan)
 
 
 def aac_system(kbps: int) -> System:
@@ -343,6 +503,94 @@ def vorbis_system(kbps: int) -> System:
                          ["-c:a", "libvorbis", "-b:a", f"{kbps}k"], "ogg")
 
 
+# Each anchor's system factory and the settings of its bit-rate ladder.
+Ladders = dict[str, tuple[Callable[[Any], System], Sequence[Any]]]
+LADDERS: Ladders = {
+    "amrwb": (amrwb_system, range(len(amrwb.MODE_KBPS))),
+    "opus": (opus_system, OPUS_KBPS),
+    "speex": (speex_system, SPEEX_QUALITIES),
+    "codec2": (codec2_system, tuple(CODEC2_MODES)),
+    "mp3": (mp3_system, MP3_KBPS),
+    "lc3": (lc3_system, LC3_KBPS),
+    "aac": (aac_system, AAC_KBPS),
+    "g722": (lambda _: g722_system(), (None,)),
+    "vorbis": (vorbis_system, VORBIS_KBPS),
+}
+
+
+# Music mode's anchors: 44.1 kHz stereo in, decoded back to 44.1 kHz stereo.
+
+
+def mp3_music_system(kbps: int, abr: bool = False) -> System:
+    # Joint stereo. LAME picks its own coded rate and low-pass for the bit rate, as a user's
+    # `lame -b K` does (from 44.1 kHz: 16 kHz at 32 kbps, 22.05 at 48, 24 at 64, 44.1 from
+    # 80 up); the decode is resampled back to 44.1 kHz and its delay removed by alignment.
+    how = ["--abr", str(kbps)] if abr else ["--cbr", "-b", str(kbps)]
+
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
+        enc, dec = work / "out.mp3", work / "out.wav"
+        return Coding(steps(["lame", "--quiet", *how, "-m", "j", str(ref_wav), str(enc)]),
+                      steps(["lame", "--quiet", "--decode", str(enc), str(dec)]),
+                      enc, lambda: read_music(dec))
+
+    return System(MP3_CODEC, f"{'ABR' if abr else 'CBR'} {kbps}k", float(kbps), plan)
+
+
+def opus_music_system(kbps: int) -> System:
+    # Opus codes at 48 kHz: opusenc resamples the 44.1 kHz input, opusdec resamples back.
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
+        enc, dec = work / "out.opus", work / "out.wav"
+        return Coding(steps(["opusenc", "--quiet", "--bitrate", str(kbps), str(ref_wav), str(enc)]),
+                      steps(["opusdec", "--quiet", "--rate", str(MUSIC_SR), str(enc), str(dec)]),
+                      enc, lambda: read_music(dec))
+
+    return System("Opus", f"VBR {kbps}k", float(kbps), plan)
+
+
+def aac_music_system(kbps: int) -> System:
+    return ffmpeg_system("AAC-LC (FFmpeg)", f"CBR {kbps}k", float(kbps),
+                         ["-c:a", "aac", "-b:a", f"{kbps}k", "-f", "adts"], "aac",
+                         read=read_music)
+
+
+MUSIC_LADDERS: Ladders = {
+    "mp3": (mp3_music_system, MP3_MUSIC_KBPS),
+    "mp3abr": (functools.partial(mp3_music_system, abr=True), MP3_ABR_KBPS),
+    "opus": (opus_music_system, OPUS_MUSIC_KBPS),
+    "aac": (aac_music_system, AAC_MUSIC_KBPS),
+}
+
+
+def anchor_systems(anchor: str, ladders: Ladders = LADDERS) -> list[System]:
+    """Every rung of ``anchor``'s ladder (speech ladders unless told), in ladder order."""
+    make, settings = ladders[anchor]
+    return [make(s) for s in settings]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a run codes and measures: speech or music."""
+
+    name: str
+    rate: int                        # every reference and decoded signal is at this rate
+    visqol_mode: str                 # metrics.Visqol mode
+    columns: tuple[tuple[str, str], ...]
+    anchors: tuple[str, ...]         # --anchors choices (and default), in table order
+    ladders: Ladders
+    read: Callable[[Path], np.ndarray]  # a clip file as float64 at ``rate``
+    seconds: float                   # default excerpt length (0 = whole clips)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The metrics (beyond SI-SNR) this profile measures."""
+        return tuple(k for k, _ in self.columns if k in SPEECH_METRICS)
+
+
+SPEECH = Profile("speech", SR, "speech", COLUMNS, ALL_ANCHORS, LADDERS, read_audio, 0.0)
+MUSIC = Profile("music", MUSIC_SR, "audio", MUSIC_COLUMNS, MUSIC_ANCHORS, MUSIC_LADDERS,
+                read_music, MUSIC_SECONDS)
+
+
 def parse_ffmpeg_encoders(text: str) -> set[str]:
     """Encoder names from `ffmpeg -encoders` (the rows after the ``------`` line)."""
     names: set[str] = set()
@@ -357,26 +605,90 @@ def parse_ffmpeg_encoders(text: str) -> set[str]:
     return names
 
 
-def ffmpeg_encoders() -> set[str]:
+@functools.lru_cache(maxsize=1)  # one `ffmpeg -encoders` per run, not one per anchor
+def ffmpeg_encoders() -> frozenset[str]:
     try:
         p = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True,
                            text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
-        return set()
-    return parse_ffmpeg_encoders(p.stdout) if p.returncode == 0 else set()
+        return frozenset()
+    return frozenset(parse_ffmpeg_encoders(p.stdout) if p.returncode == 0 else ())
+
+
+def anchor_unavailable(anchor: str) -> str | None:
+    """Why ``anchor`` cannot run on this machine (a note for the table), or None."""
+    if anchor == "amrwb":
+        if amrwb.available():
+            return None
+        return ("AMR-WB skipped: libvo-amrwbenc.so.0 / libopencore-amrwb.so.0 "
+                "not loadable (run bench/install.sh).")
+    missing = [t for t in ANCHOR_TOOLS[anchor] if shutil.which(t) is None]
+    if anchor in FFMPEG_ENCODERS and not missing:
+        if FFMPEG_ENCODERS[anchor] not in ffmpeg_encoders():
+            missing = [f"ffmpeg encoder {FFMPEG_ENCODERS[anchor]}"]
+    if missing:
+        return f"{anchor} skipped: {', '.join(missing)} not found (run bench/install.sh)."
+    return None
 
 
 def nwc_system(nwc: list[str], tier: dict) -> System:
     name = str(tier["name"])
 
-    def run(ref_wav: Path, pcm: np.ndarray, work: Path) -> tuple[int, np.ndarray]:
+    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / "out.nwc", work / "out.wav"
-        sh([*nwc, "encode", str(ref_wav), str(enc), "--tier", name, "-f", "-q"])
-        sh([*nwc, "decode", str(enc), str(dec), "--rate", str(SR), "-f", "-q"])
-        return enc.stat().st_size, read_audio(dec)
+        return Coding(steps([*nwc, "encode", str(ref_wav), str(enc), "--tier", name, "-f", "-q"]),
+                      steps([*nwc, "decode", str(enc), str(dec), "--rate", str(SR), "-f", "-q"]),
+                      enc, lambda: read_audio(dec))
 
     nominal = tier.get("target_kbps") or tier.get("kbps") or math.nan
-    return System("nwc", name, float(nominal), run)
+    return System("nwc", name, float(nominal), plan)
+
+
+def tier_rungs(tier: dict) -> list[float]:
+    """Nominal kbps of each layer prefix (1..layers) of a tier from ``nwc tiers --json``.
+
+    The training targets in the tier's JSON (``meta.target_layer_kbps``) where recorded; else,
+    for the full stream, the tier's ``target_kbps`` (as speech mode's nominal); else the
+    measured dev kbps of that prefix.
+    """
+    doc: dict = {}
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        doc = json.loads(Path(str(tier.get("path"))).read_text())
+    listed = [m for m in tier.get("layers") or [] if isinstance(m, dict)]
+    n = int(doc.get("cascade", {}).get("stages") or len(listed) or 1)
+    targets = doc.get("meta", {}).get("target_layer_kbps") or []
+    out = []
+    for k in range(n):
+        v = targets[k] if k < len(targets) else None
+        if v is None and k == n - 1:
+            v = tier.get("target_kbps")
+        if v is None and len(listed) == n:
+            v = listed[k].get("kbps")
+        if v is None and k == n - 1:
+            v = tier.get("kbps")
+        out.append(float(v) if v is not None else math.nan)
+    return out
+
+
+def nwc_music_systems(nwc: list[str], tier: dict) -> list[System]:
+    """One system per layer prefix of a 44.1 kHz tier (``nwc encode -l K``); mode ``NAME LK``
+    for a layered tier, ``NAME`` for a one-layer one."""
+    name = str(tier["name"])
+    rungs = tier_rungs(tier)
+    systems = []
+    for k, nominal in enumerate(rungs, 1):
+
+        def plan(ref_wav: Path, pcm: np.ndarray, work: Path, k: int = k) -> Coding:
+            enc, dec = work / "out.nwc", work / "out.wav"
+            return Coding(
+                steps([*nwc, "encode", str(ref_wav), str(enc), "--tier", name,
+                       "--layers", str(k), "-f", "-q"]),
+                steps([*nwc, "decode", str(enc), str(dec), "--rate", str(MUSIC_SR), "-f", "-q"]),
+                enc, lambda: read_music(dec))
+
+        mode = name if len(rungs) == 1 else f"{name} L{k}"
+        systems.append(System("nwc", mode, nominal, plan, tier=name, layers=k))
+    return systems
 
 
 def find_nwc(explicit: str | None) -> list[str] | None:
@@ -416,7 +728,8 @@ def nwc_tiers(nwc: list[str] | None, notes: list[str]) -> list[dict]:
     return tiers
 
 
-def build_systems(args: argparse.Namespace, notes: list[str]) -> list[System]:
+def build_systems(args: argparse.Namespace, notes: list[str],
+                  profile: Profile = SPEECH) -> list[System]:
     systems: list[System] = []
 
     # nwc tiers
@@ -431,40 +744,31 @@ def build_systems(args: argparse.Namespace, notes: list[str]) -> list[System]:
                 notes.append(f"nwc: tier(s) not installed, skipped: {', '.join(missing)}.")
             tiers = [by_name[w] for w in wanted if w in by_name]
         tiers.sort(key=lambda t: (t.get("target_kbps") or t.get("kbps") or 0, str(t["name"])))
+        if profile is MUSIC:
+            # Music tiers code 44.1 kHz; a speech tier would only resample to 16 kHz and back.
+            other = [str(t["name"]) for t in tiers if t.get("sample_rate") != MUSIC_SR]
+            if other:
+                notes.append(f"nwc: not 44.1 kHz, skipped in music mode: {', '.join(other)}.")
+            tiers = [t for t in tiers if t.get("sample_rate") == MUSIC_SR]
+            if not tiers:
+                notes.append("nwc: no 44.1 kHz tier installed; table has anchors only.")
         if nwc is not None:
-            systems += [nwc_system(nwc, t) for t in tiers]
+            for t in tiers:
+                systems += nwc_music_systems(nwc, t) if profile is MUSIC else [nwc_system(nwc, t)]
 
     # anchors
-    anchors = [a.strip().lower() for a in args.anchors.split(",") if a.strip()]
+    spec = profile.anchors if args.anchors is None else args.anchors.split(",")
+    anchors = [a.strip().lower() for a in spec if a.strip()]
     anchors = [a for a in anchors if a != "none"]
-    # Each anchor's system factory and the settings of its bitrate ladder.
-    ladders = {
-        "opus": (opus_system, OPUS_KBPS), "speex": (speex_system, SPEEX_QUALITIES),
-        "codec2": (codec2_system, CODEC2_MODES), "mp3": (mp3_system, MP3_KBPS),
-        "lc3": (lc3_system, LC3_KBPS), "aac": (aac_system, AAC_KBPS),
-        "g722": (lambda _: g722_system(), [None]), "vorbis": (vorbis_system, VORBIS_KBPS),
-    }
     for a in anchors:
-        if a not in ALL_ANCHORS:
-            raise SystemExit(f"unknown anchor {a!r}; choose from {', '.join(ALL_ANCHORS)}")
-        if a == "amrwb":
-            if not amrwb.available():
-                notes.append(
-                    "AMR-WB skipped: libvo-amrwbenc.so.0 / libopencore-amrwb.so.0 "
-                    "not loadable (run bench/install.sh)."
-                )
-                continue
-            systems += [amrwb_system(m) for m in range(len(amrwb.MODE_KBPS))]
+        if a not in profile.anchors:
+            raise SystemExit(f"unknown {profile.name} anchor {a!r}; choose from "
+                             f"{', '.join(profile.anchors)}")
+        why = anchor_unavailable(a)
+        if why:
+            notes.append(why)
             continue
-        missing = [t for t in ANCHOR_TOOLS[a] if shutil.which(t) is None]
-        if a in FFMPEG_ENCODERS and not missing:
-            if FFMPEG_ENCODERS[a] not in ffmpeg_encoders():
-                missing = [f"ffmpeg encoder {FFMPEG_ENCODERS[a]}"]
-        if missing:
-            notes.append(f"{a} skipped: {', '.join(missing)} not found (run bench/install.sh).")
-            continue
-        make, settings = ladders[a]
-        systems += [make(s) for s in settings]
+        systems += anchor_systems(a, profile.ladders)
     return systems
 
 
@@ -511,7 +815,7 @@ def lag_span(lags: list[float]) -> str:
     return lo if lo == hi else f"{lo}..{hi}"
 
 
-def alignment_note(systems: list[System]) -> str:
+def alignment_note(systems: list[System], profile: Profile = SPEECH) -> str:
     """Lags used per codec, e.g. 'AMR-WB 90..95; Codec2 274..524 (22 of 24 pooled)'."""
     by_codec: dict[str, list[System]] = {}
     for s in systems:
@@ -534,13 +838,18 @@ def alignment_note(systems: list[System]) -> str:
                 + ")"
             )
         parts.append(text)
+    stereo = (
+        "" if profile is SPEECH
+        else ", found on the mid (L+R)/2 and applied to every channel (codecs delay both alike)"
+    )
     return (
-        "Alignment (`nwc.codec.metrics`, as `nwc eval`): lag in samples at 16 kHz (output "
-        "trailing input) at the peak of the clip's normalised waveform cross-correlation with "
+        f"Alignment (`nwc.codec.metrics`, as `nwc eval`): lag in samples at "
+        f"{profile.rate / 1000:g} kHz (output trailing input) at the peak of the clip's "
+        "normalised waveform cross-correlation with "
         "the reference, refined to a fraction of a sample; where that peak "
         f"is below {WAVEFORM_PEAK_MIN}, the integer peak of the system's cross-correlation "
-        "summed over all clips (of amplitude envelopes if that waveform peak is also below it); "
-        "both signals are then trimmed to their common span. "
+        "summed over all clips (of amplitude envelopes if that waveform peak is also below it)"
+        f"{stereo}; both signals are then trimmed to their common span. "
         "Lags used: " + "; ".join(parts) + "."
     )
 
@@ -554,6 +863,8 @@ def summarise(s: System, n_clips: int) -> dict:
         "lag_min": min(s.lags) if s.lags else "",
         "lag_max": max(s.lags) if s.lags else "",
         "pooled_peak": s.peak,
+        "tier": s.tier,
+        "layers": s.layers or "",
     }
     keys = ("real_kbps", "pesq_wb", "stoi", "visqol", "si_snr_db", "lag_samples")
     for k in keys:
@@ -566,13 +877,122 @@ def summarise(s: System, n_clips: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# Music verdict: the bar of issue 5 read off the table.
+
+
+def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
+    """``y`` at ``x``, linear between the nearest point at or below ``x`` and the nearest at or
+    above it; NaN outside the points' span (no extrapolation)."""
+    pts = sorted((a, b) for a, b in points if math.isfinite(a) and math.isfinite(b))
+    below = [q for q in pts if q[0] <= x]
+    above = [q for q in pts if q[0] >= x]
+    if not below or not above:
+        return math.nan
+    (x0, y0), (x1, y1) = below[-1], above[0]
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def mp3_cbr_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["codec"] == MP3_CODEC and str(r["mode"]).startswith("CBR")]
+
+
+def add_mp3_reference(rows: list[dict]) -> None:
+    """Give every nwc row MP3 CBR's ViSQOL and SI-SNR interpolated at its real kbps."""
+    mp3 = mp3_cbr_rows(rows)
+    for key in ("visqol", "si_snr_db"):
+        pts = [(r["real_kbps"], r.get(key, math.nan)) for r in mp3]
+        for r in rows:
+            if r["codec"] == "nwc":
+                r[f"mp3_{key}_same_kbps"] = interpolate(pts, r["real_kbps"])
+
+
+def beats(a: float, b: float) -> str:
+    return "n/a" if math.isnan(a) or math.isnan(b) else ("yes" if a > b else "no")
+
+
+def verdict(rows: list[dict]) -> str:
+    """Markdown: every nwc rung against MP3 CBR at its own real kbps and against MP3 CBR 112k
+    (ViSQOL decides; SI-SNR is shown beside it). Needs ``add_mp3_reference`` first."""
+    out = ["## Verdict", ""]
+    nwc_rows = [r for r in rows if r["codec"] == "nwc"]
+    mp3 = mp3_cbr_rows(rows)
+    if not nwc_rows or not mp3:
+        return "\n".join([*out, "No verdict: it needs nwc rungs and LAME MP3 CBR in the table."])
+    if all(math.isnan(r.get("visqol", math.nan)) for r in rows):
+        return "\n".join([*out, "No verdict: ViSQOL was not measured."])
+    bar = next((r for r in mp3 if r["mode"] == f"CBR {MP3_BAR_KBPS}k"), None)
+    bar_v = bar["visqol"] if bar else math.nan
+    reals = [r["real_kbps"] for r in mp3 if math.isfinite(r["real_kbps"])]
+    out.append(
+        "MP3 = LAME CBR, joint stereo. *MP3 at that kbps*: linear in real kbps between the two "
+        "MP3 CBR points around the rung's real kbps (n/a outside the measured "
+        f"{min(reals):.1f}-{max(reals):.1f} kbps). "
+        + (f"MP3 CBR {MP3_BAR_KBPS}k: real {bar['real_kbps']:.2f} kbps, ViSQOL "
+           f"{fmt('visqol', bar_v)}, SI-SNR {fmt('si_snr_db', bar['si_snr_db'])} dB."
+           if bar else f"MP3 CBR {MP3_BAR_KBPS}k is not in the table.")
+    )
+    out.append("")
+    head = ["nwc", "nominal kbps", "real kbps", "ViSQOL", "MP3 ViSQOL at that kbps",
+            "Δ ViSQOL", "beats MP3", f"≥ MP3 {MP3_BAR_KBPS}k", "SI-SNR dB",
+            "MP3 SI-SNR at that kbps"]
+    out += ["| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1)]
+    for r in nwc_rows:
+        v, m = r.get("visqol", math.nan), r["mp3_visqol_same_kbps"]
+        out.append("| " + " | ".join([
+            str(r["mode"]), fmt("nominal_kbps", r["nominal_kbps"]),
+            fmt("real_kbps", r["real_kbps"]), fmt("visqol", v), fmt("visqol", m),
+            "n/a" if math.isnan(v - m) else f"{v - m:+.2f}", beats(v, m),
+            "n/a" if math.isnan(v) or math.isnan(bar_v) else ("yes" if v >= bar_v else "no"),
+            fmt("si_snr_db", r["si_snr_db"]), fmt("si_snr_db", r["mp3_si_snr_db_same_kbps"]),
+        ]) + " |")
+    out.append("")
+    by_tier: dict[str, list[dict]] = {}
+    for r in nwc_rows:
+        by_tier.setdefault(str(r.get("tier") or r["mode"]), []).append(r)
+    for tier, group in by_tier.items():
+        rung = next((r for r in group if abs(r["nominal_kbps"] - BAR_RUNG_KBPS) < 0.5), None)
+        if rung is None:
+            first = f"no {BAR_RUNG_KBPS:g} kbps rung"
+            reached = "n/a"
+        else:
+            v = rung.get("visqol", math.nan)
+            reached = "n/a" if math.isnan(v) or math.isnan(bar_v) else (
+                "yes" if v >= bar_v else "no")
+            first = (f"{BAR_RUNG_KBPS:g} kbps rung `{rung['mode']}` ({rung['real_kbps']:.1f} "
+                     f"kbps real): ViSQOL {fmt('visqol', v)} vs MP3 {MP3_BAR_KBPS}k "
+                     f"{fmt('visqol', bar_v)}, reaches it: **{reached}**")
+        won = [beats(r.get("visqol", math.nan), r["mp3_visqol_same_kbps"]) for r in group]
+        lost = [f"`{r['mode']}` {w}" for r, w in zip(group, won, strict=True) if w != "yes"]
+        every = "yes" if not lost else ("n/a" if "no" not in won else "no")
+        second = (f"rungs beating MP3 at their own real kbps: {won.count('yes')} of {len(group)}"
+                  + (f" (not: {', '.join(lost)})" if lost else "") + f": **{every}**")
+        met = "yes" if reached == "yes" and every == "yes" else (
+            "no" if "no" in (reached, every) else "undecided")
+        out.append(f"- **{tier}**: {first}; {second}. Bar met: **{met}**.")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Quality benchmark of nwc tiers against speech and audio codec anchors.",
     )
-    p.add_argument("data_dir", type=Path, help="folder searched recursively for speech .wav")
+    p.add_argument("data_dir", type=Path,
+                   help="folder searched recursively for .wav (speech, or music with --music)")
+    p.add_argument(
+        "--music",
+        action="store_true",
+        help="music mode: 44.1 kHz stereo excerpts, every 44.1 kHz tier at every layer prefix, "
+             "MP3/Opus/AAC anchors, ViSQOL (audio) and SI-SNR, and the verdict against MP3",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help=f"code the middle S seconds of each file (default: {MUSIC_SECONDS:g} with --music, "
+             "else whole clips; 0 = whole clips)",
+    )
     p.add_argument(
         "--tiers",
         default="",
@@ -580,8 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--anchors",
-        default=",".join(ALL_ANCHORS),
-        help=f"comma-separated anchors from {','.join(ALL_ANCHORS)} ('none' = skip)",
+        help=f"comma-separated anchors: speech from {','.join(ALL_ANCHORS)}; music from "
+             f"{','.join(MUSIC_ANCHORS)} (default: all of the mode's; 'none' = skip)",
     )
     p.add_argument(
         "--clips",
@@ -599,9 +1019,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.data_dir.is_dir():
         raise SystemExit(f"{args.data_dir} is not a folder")
+    profile = MUSIC if args.music else SPEECH
+    seconds = profile.seconds if args.seconds is None else max(0.0, args.seconds)
+    rate = profile.rate
     notes: list[str] = []
     clips = pick_clips(args.data_dir, args.clips)
-    systems = build_systems(args, notes)
+    systems = build_systems(args, notes, profile)
     if not systems:
         raise SystemExit("nothing to benchmark: no nwc tier and no anchor available")
 
@@ -609,13 +1032,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_visqol:
         notes.append("ViSQOL column skipped (--no-visqol).")
     else:
-        visqol = Visqol()
+        visqol = Visqol(profile.visqol_mode, rate)
         notes.append(visqol.note)
+        if profile is MUSIC and visqol.api is not None:
+            # Per channel rather than on the mid: a mid would cancel side-channel errors.
+            notes[-1] = notes[-1].rstrip(".") + "; on each channel (L, R), averaged."
     has_visqol = visqol is not None and visqol.api is not None
-    columns = [c for c in COLUMNS if has_visqol or c[0] != "visqol"]
+    columns = [c for c in profile.columns if has_visqol or c[0] != "visqol"]
 
-    log(f"{len(clips)} clips from {args.data_dir}, {len(systems)} systems")
-    max_lag = int(MAX_LAG_S * SR)
+    log(f"{len(clips)} clips from {args.data_dir}, {len(systems)} systems ({profile.name})")
+    max_lag = int(MAX_LAG_S * rate)
     per_clip: list[dict] = []
     t0 = time.time()
     total_s = 0.0
@@ -627,21 +1053,23 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nwc-bench-")))
 
         # Pass 1: code every clip with every system; pool cross-correlations per system.
+        # Stereo is aligned on its mid, (L+R)/2: one lag for both channels.
         refs: list[Path] = []
         for ci, clip in enumerate(clips):
-            ref = read_audio(clip)
+            ref = excerpt(profile.read(clip), int(round(seconds * rate)))
             pcm = np.clip(np.round(ref * 32768.0), -32768, 32767).astype(np.int16)
             ref = pcm.astype(np.float64) / 32768.0  # exactly what every codec is given
-            total_s += len(ref) / SR
+            total_s += len(ref) / rate
             clip_dir = root / f"clip{ci:03d}"
             clip_dir.mkdir(exist_ok=True)
             ref_wav = clip_dir / "ref.wav"
-            sf.write(str(ref_wav), pcm, SR, subtype="PCM_16")
+            sf.write(str(ref_wav), pcm, rate, subtype="PCM_16")
             refs.append(ref_wav)
-            ref_env = envelope(ref)
+            ref_mid = metrics.mono(ref)
+            ref_env = metrics.envelope(ref_mid, rate)
             log(
                 f"[code {ci + 1}/{len(clips)}] {clip.relative_to(args.data_dir)} "
-                f"({len(ref) / SR:.2f} s)"
+                f"({len(ref) / rate:.2f} s)"
             )
             for si, s in enumerate(systems):
                 work = clip_dir / f"sys{si:02d}"
@@ -652,8 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
                     s.failures += 1
                     log(f"    {s.codec} {s.mode}: FAILED: {exc}")
                     continue
-                wave = xcorr(ref, dec, max_lag)
-                s.add_xcorr(wave, xcorr(ref_env, envelope(dec), max_lag))
+                dec_mid = metrics.mono(dec)
+                wave = xcorr(ref_mid, dec_mid, max_lag)
+                s.add_xcorr(wave, xcorr(ref_env, metrics.envelope(dec_mid, rate), max_lag))
                 dec_path = clip_dir / f"dec{si:02d}.npy"
                 np.save(dec_path, dec.astype(np.float32))
                 own = int(np.argmax(wave))
@@ -666,18 +1095,18 @@ def main(argv: list[str] | None = None) -> int:
         for si, s in enumerate(systems):
             s.choose_lag(max_lag)
             for ci, (nbytes, dec_path, own_lag, own_peak) in sorted(s.coded.items()):
-                ref = read_audio(refs[ci])
-                duration = len(ref) / SR
-                dec = np.load(dec_path).astype(np.float64)
+                ref = as_channels(profile.read(refs[ci]))
+                duration = len(ref) / rate
+                dec = as_channels(np.load(dec_path).astype(np.float64), ref.shape[1])
                 if own_peak >= WAVEFORM_PEAK_MIN:
-                    lag, how = metrics.refine_delay(ref, dec, own_lag), "clip"
+                    lag = metrics.refine_delay(metrics.mono(ref), metrics.mono(dec), own_lag)
+                    how = "clip"
                 else:
                     lag, how = float(s.lag), f"pooled {s.align}"
                 s.lags.append(lag)
                 s.how_per_clip.append(how)
-                ref_t, deg_t = metrics.align_at(ref, dec, lag)  # as `nwc eval` aligns
                 r = {"real_kbps": nbytes * 8 / duration / 1000.0, "lag_samples": lag}
-                r.update(measure(ref_t, deg_t, visqol))
+                r.update(measure_channels(ref, dec, lag, visqol, rate, profile.keys))
                 s.rows.append(r)
                 per_clip.append(
                     {
@@ -706,23 +1135,51 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s.codec} {s.mode}: failed on {s.failures} of {len(clips)} clips; "
                 "means are over the rest."
             )
-    notes.insert(
-        0,
-        f"Means over {len(clips)} clip{'s' * (len(clips) != 1)} ({total_s:.1f} s) "
-        f"from `{args.data_dir}`, "
-        "evenly spaced in sorted order; real kbps = encoded file bytes x 8 / duration "
-        "(container included); SI-SNR/STOI/PESQ/ViSQOL on outputs aligned to the reference.",
-    )
-    notes.insert(1, alignment_note(systems))
+    if profile is MUSIC:
+        cut = (f"the middle {seconds:g} s of each file (all of a shorter one)" if seconds
+               else "whole files")
+        notes.insert(
+            0,
+            f"Means over {len(clips)} clip{'s' * (len(clips) != 1)} ({total_s:.1f} s): {cut} "
+            f"from `{args.data_dir}`, evenly spaced in sorted order, at 44.1 kHz 16-bit with "
+            "stereo kept; real kbps = encoded file bytes x 8 / duration (container included); "
+            "ViSQOL and SI-SNR per channel on outputs aligned to the reference, averaged over "
+            "channels (one the reference leaves silent is left out), then over clips.",
+        )
+        if any(s.codec == "nwc" for s in systems):
+            notes.append(
+                "nwc `TIER LK`: the first K layers of a layered tier (`nwc encode --layers K`, "
+                "the CLI's default stereo coding); nominal kbps = the tier's training target "
+                "for that prefix, else its measured dev kbps."
+            )
+        notes.append(
+            "LAME picks its own coded rate for a bit rate, as `lame -b K` does (from 44.1 kHz: "
+            "16 kHz at 32 kbps, 22.05 kHz at 48, 24 kHz at 64, 44.1 kHz from 80 up); Opus codes "
+            "at 48 kHz (opusenc resamples, `opusdec --rate 44100` back); every decode is read "
+            "at 44.1 kHz."
+        )
+    else:
+        notes.insert(
+            0,
+            f"Means over {len(clips)} clip{'s' * (len(clips) != 1)} ({total_s:.1f} s) "
+            f"from `{args.data_dir}`, "
+            "evenly spaced in sorted order; real kbps = encoded file bytes x 8 / duration "
+            "(container included); SI-SNR/STOI/PESQ/ViSQOL on outputs aligned to the reference.",
+        )
+    notes.insert(1, alignment_note(systems, profile))
     table = markdown(rows, columns)
     notes_md = "\n".join(f"- {n}" for n in notes if n)
-    print(table)
-    print()
-    print(notes_md)
+    text = table + "\n\n" + notes_md + "\n"
+    extra_keys: list[str] = []
+    if profile is MUSIC:
+        add_mp3_reference(rows)
+        text += "\n" + verdict(rows) + "\n"
+        extra_keys = ["tier", "layers", "mp3_visqol_same_kbps", "mp3_si_snr_db_same_kbps"]
+    print(text, end="")
 
     if args.out_md:
         args.out_md.parent.mkdir(parents=True, exist_ok=True)
-        args.out_md.write_text(table + "\n\n" + notes_md + "\n")
+        args.out_md.write_text(text)
     if args.out_csv:
         args.out_csv.parent.mkdir(parents=True, exist_ok=True)
         keys = [k for k, _ in columns] + [
@@ -733,7 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
             "pooled_peak",
             "clips_ok",
             "clips",
-        ]
+        ] + extra_keys
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
         w.writeheader()

@@ -15,7 +15,10 @@ corpus folder, concatenated into a temporary folder), it measures:
 * FLOPs per audio second of each network (conv/matmul MACs x 2, from the modules' shapes),
   against this machine's measured 1-thread matmul rate;
 * Opus (``opusenc``/``opusdec``, at the tier's nominal bitrate) on the same files in the same
-  run, and the nwc/Opus ratios.
+  run, and the nwc/Opus ratios;
+* every anchor codec of ``bench/quality.py`` (its own command lines, one ladder rung per
+  ``--anchor-kbps`` target): encode and decode timed apart, one thread, peak RSS per step,
+  and a table of all systems with their ratio to Opus.
 
 ``--memory-hours H`` instead streams a long synthetic talk (corpus speech repeated) through
 ``nwc encode - - | nwc decode - -`` and reports each process's peak RSS at 10 minutes and at
@@ -23,7 +26,8 @@ H hours: flat memory in input length.
 
 Usage::
 
-    python bench/speed.py [--tiers a,b] [--lengths 60,600] [--out-md FILE]
+    python bench/speed.py [--tiers a,b] [--lengths 60,600] [--anchors all|none|a,b]
+                          [--anchor-kbps 16,24] [--out-md FILE]
     python bench/speed.py --memory-hours 1 [--tiers speech-16k]
     python bench/speed.py --quick --corpus DIR        # seconds-long smoke run (tests)
 
@@ -46,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +60,9 @@ import soundfile as sf
 # As the CLI does for --threads > 1 (cli/batch.py): libgomp's default spin-waiting makes
 # multi-threaded runs of these small convolutions erratic and far slower on small VMs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402 - bench/quality.py: the anchors' systems and command lines
 
 SR = 16000
 BLOCK = 1 << 15          # PCM frames per push, as the CLI reads files
@@ -424,25 +431,88 @@ def nwc_cli(nwc: list[str], tier: str, wav: Path, work: Path, threads: int, reps
     return {"enc": enc, "dec": dec_p, "bytes": out.stat().st_size, "stream": out}
 
 
-def opus_cli(kbps: float, wav: Path, work: Path, reps: int) -> dict:
-    out, dec = work / f"opus{kbps:g}.opus", work / f"opus{kbps:g}.wav"
-    enc = min((checked(run_proc(["opusenc", "--quiet", "--bitrate", f"{kbps:g}", str(wav),
-                                 str(out)]), "opusenc") for _ in range(reps)),
-              key=lambda p: p.wall_s)
-    dec_p = min((checked(run_proc(["opusdec", "--quiet", "--rate", str(SR), str(out),
-                                   str(dec)]), "opusdec") for _ in range(reps)),
-                key=lambda p: p.wall_s)
-    return {"enc": enc, "dec": dec_p, "bytes": out.stat().st_size, "stream": out}
+def time_steps(steps: list[quality.Step], reps: int, what: str) -> Proc:
+    """Run ``steps`` one after the other as processes, ``reps`` times: the best total wall
+    time, and the peak RSS of the step that needed most (each under ``/usr/bin/time``)."""
+    best: Proc | None = None
+    for _ in range(max(1, reps)):
+        ps = [checked(run_proc(s.argv), f"{what}: {Path(s.argv[0]).name}") for s in steps]
+        rss = [q.rss_mb for q in ps if q.rss_mb == q.rss_mb]  # NaN without /usr/bin/time
+        p = Proc(sum(q.wall_s for q in ps), max(rss) if rss else float("nan"), 0)
+        best = p if best is None or p.wall_s < best.wall_s else best
+    assert best is not None
+    return best
 
 
-def first_bytes(nwc: list[str], tier: str, wav: Path, stream: Path, env: dict) -> dict:
+def warm_steps(steps: list[quality.Step], reps: int) -> float | None:
+    """Best wall seconds of ``steps`` called in this process, where every step is a Python call
+    (AMR-WB's ctypes codec, libraries already loaded); None for command-line tools."""
+    fns = [s.fn for s in steps]
+    if not fns or any(f is None for f in fns):
+        return None
+    t, _ = best_of(max(1, reps), lambda: [f() for f in fns if f is not None])
+    return t
+
+
+def anchor_run(system: quality.System, wav: Path, pcm: np.ndarray, work: Path,
+               reps: int) -> dict:
+    """Code ``wav`` with one ``bench/quality.py`` system, timing encode and decode apart.
+
+    Returns ``enc``/``dec`` (:class:`Proc`: process wall seconds and peak RSS MB),
+    ``warm_enc``/``warm_dec`` (in-process seconds, or None), ``bytes`` and ``stream`` (the
+    coded file). ``pcm`` is ``wav``'s int16 samples (what in-process codecs are given).
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    c = system.plan(wav, pcm, work)
+    out: dict = {"system": system, "enc": time_steps(c.encode, reps, system.label)}
+    out["dec"] = time_steps(c.decode, reps, system.label)
+    out["warm_enc"] = warm_steps(c.encode, reps)
+    out["warm_dec"] = warm_steps(c.decode, reps)
+    # The decode really gave the whole signal back (not an empty or truncated file); codec
+    # delays and frame padding leave it a little longer.
+    n, got = pcm.shape[0], c.read().shape[0]
+    if abs(got - n) > max(SR // 2, n // 20):
+        raise RuntimeError(f"{system.label}: decoded {got} samples for {n}")
+    out.update(bytes=c.coded.stat().st_size, stream=c.coded)
+    return out
+
+
+def parse_anchors(spec: str, no_opus: bool = False) -> list[str]:
+    """``all`` | ``none`` | comma-separated names from ``quality.ALL_ANCHORS``."""
+    spec = spec.strip().lower()
+    if spec in ("", "all"):
+        names = list(quality.ALL_ANCHORS)
+    elif spec == "none":
+        names = []
+    else:
+        names = [a.strip() for a in spec.split(",") if a.strip()]
+    unknown = [a for a in names if a not in quality.ALL_ANCHORS]
+    if unknown:
+        raise SystemExit(f"unknown anchor(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(quality.ALL_ANCHORS)}, all or none")
+    return [a for a in dict.fromkeys(names) if not (no_opus and a == "opus")]
+
+
+def pick_rungs(systems: list[quality.System], targets: Iterable[float]) -> list[quality.System]:
+    """The rungs of a ladder whose nominal kbps is nearest each target, each once, in ladder
+    order (e.g. Speex-WB q4 12.8 and q6 20.6 for 16 and 24; Codec2 3200 for both)."""
+    chosen = {id(min(systems, key=lambda s: abs(s.nominal_kbps - t))) for t in targets}
+    return [s for s in systems if id(s) in chosen]
+
+
+def first_bytes(nwc: list[str], tier: str, wav: Path, stream: Path | None, env: dict,
+                packet_frames: int | None = None) -> dict:
     """Seconds from starting ``nwc encode - -`` / ``nwc decode - -`` (input piped as fast as
-    it is read) to their first output byte and first coded/decoded audio byte."""
+    it is read) to their first output byte and first coded/decoded audio byte (no decode
+    without ``stream``)."""
     data = wav.read_bytes()
-    p, r = pipe_timed([*nwc, "encode", "-", "-", "--tier", tier, "-q"], data, env)
+    p, r = pipe_timed([*nwc, "encode", "-", "-", "--tier", tier, "-q",
+                       *packet_args(packet_frames)], data, env)
     checked(p, "nwc encode - -")
     head = bytes(r.data).find(SYNC)
     out = {"enc_first": r.first_past(0), "enc_packet": r.first_past(max(head, 0))}
+    if stream is None:
+        return out
     p, r = pipe_timed([*nwc, "decode", "-", "-", "-q"], stream.read_bytes(), env)
     checked(p, "nwc decode - -")
     out.update(dec_first=r.first_past(0), dec_audio=r.first_past(WAV_HEADER))
@@ -459,12 +529,108 @@ def opus_first_bytes(wav: Path, stream: Path) -> dict:
     return out
 
 
+def packet_args(packet_frames: int | None) -> list[str]:
+    return [] if packet_frames is None else ["--packet-frames", str(packet_frames)]
+
+
+def wait_idle(pid: int, quiet_s: float = 0.3, timeout_s: float = 120.0) -> None:
+    """Wait until process ``pid`` sleeps without using CPU for ``quiet_s`` (started up and
+    waiting for input); without /proc, sleep 3 s."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        time.sleep(3.0)
+        return
+
+    def sample() -> tuple[str, int]:
+        f = stat.read_text().rsplit(")", 1)[1].split()  # state, ..., utime, stime
+        return f[0], int(f[11]) + int(f[12])
+
+    end = time.perf_counter() + timeout_s
+    last, since = sample()[1], time.perf_counter()
+    while time.perf_counter() < end:
+        time.sleep(0.05)
+        try:
+            state, cpu = sample()
+        except (OSError, IndexError, ValueError):
+            return  # it exited
+        if cpu != last or state != "S":
+            last, since = cpu, time.perf_counter()
+        elif time.perf_counter() - since >= quiet_s:
+            return
+
+
+def stream_packets(data: bytes) -> list[tuple[int, int, int]]:
+    """(end offset, kind, granule) of each packet of a complete, undamaged .nwc stream."""
+    pos = 14 + struct.unpack("<I", data[6:10])[0]
+    out = []
+    while pos + 12 <= len(data):
+        n = struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        body = data[pos + 8:pos + 8 + n]
+        out.append((pos + 12 + n, body[0], struct.unpack("<Q", body[6:14])[0]))
+        pos += 12 + n
+    return out
+
+
+def warm_encoder(nwc: list[str], tier: str, x: np.ndarray, env: dict, packet_frames: int,
+                 frame_hop: tuple[int, int], chunk_ms: float = 10.0) -> dict:
+    """``nwc encode - -`` as a live encoder: started, given a streaming WAV header, left to
+    start up (its stream header comes out, then it idles waiting for audio), then fed ``x``
+    at real-time pace in ``chunk_ms`` writes.
+
+    Returns ms from process start to the first byte (the header), and per packet, ms from
+    when its first sample / the last sample it needs (``frame - hop`` past its end) was
+    written to when the packet was out: the first packet, and the worst of the others.
+    """
+    overlap = frame_hop[0] - frame_hop[1]
+    t_start = time.perf_counter()
+    enc = subprocess.Popen([*nwc, "encode", "-", "-", "--tier", tier, "-q",
+                            *packet_args(packet_frames)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    reads = Reads(t_start)
+    reader = threading.Thread(target=_drain, args=(enc.stdout.fileno(), reads), daemon=True)
+    step = int(SR * chunk_ms / 1000)
+    fed: list[float] = []  # when chunk i (samples i*step ...) was written
+    try:
+        enc.stdin.write(stream_wav_header())
+        enc.stdin.flush()
+        reader.start()
+        wait_idle(enc.pid)
+        pcm = pcm16(x).tobytes()
+        t0 = time.perf_counter()
+        for i, k in enumerate(range(0, len(pcm), 2 * step)):
+            delay = t0 + i * chunk_ms / 1000 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            fed.append(time.perf_counter() - t_start)
+            enc.stdin.write(pcm[k:k + 2 * step])
+            enc.stdin.flush()
+        enc.stdin.close()
+        reader.join(TIMEOUT_S)
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            enc.wait(60)
+    after_first, after_last = [], []
+    for end, kind, granule in stream_packets(bytes(reads.data)):
+        if kind != 0 or granule + overlap > len(x):  # END, or the last packet (waits for EOF)
+            continue
+        out = reads.first_past(end - 1)
+        start = granule - packet_frames * frame_hop[1]  # a full packet's first sample
+        after_first.append(out - fed[start // step])
+        after_last.append(out - fed[(granule + overlap - 1) // step])
+    ms = [1000 * v for v in after_last]
+    return {"first_byte": reads.first_past(0),
+            "first": 1000 * after_first[0] if after_first else None,
+            "first_last": ms[0] if ms else None,
+            "worst_last": max(ms[1:]) if len(ms) > 1 else None}
+
+
 def live_latency(nwc: list[str], tier: str, x: np.ndarray, env: dict,
-                 chunk_ms: float = 10.0) -> dict:
+                 chunk_ms: float = 10.0, packet_frames: int | None = None) -> dict:
     """Feed ``x`` at real-time pace through ``encode - - | decode - -``; per output sample,
     latency = when it came out - when it went in. Returns the first packet's first sample
     and the worst sample after the first packet (steady state)."""
-    enc = subprocess.Popen([*nwc, "encode", "-", "-", "--tier", tier, "-q"],
+    enc = subprocess.Popen([*nwc, "encode", "-", "-", "--tier", tier, "-q",
+                            *packet_args(packet_frames)],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, env=env)
     dec = subprocess.Popen([*nwc, "decode", "-", "-", "-q"], stdin=enc.stdout,
@@ -475,11 +641,13 @@ def live_latency(nwc: list[str], tier: str, x: np.ndarray, env: dict,
         enc.stdin.flush()
         fd = dec.stdout.fileno()
         head = b""
-        while len(head) < WAV_HEADER:  # both processes are up once the WAV header comes out
+        while len(head) < WAV_HEADER:  # the decoder is up once the WAV header comes out
             b = os.read(fd, WAV_HEADER - len(head))
             if not b:
                 raise RuntimeError("live pipeline ended before its WAV header")
             head += b
+        for p in (enc, dec):  # the encoder writes its header before loading its model
+            wait_idle(p.pid)
         pcm = pcm16(x).tobytes()
         step = int(SR * chunk_ms / 1000) * 2
         t0 = time.perf_counter()
@@ -512,9 +680,11 @@ def live_latency(nwc: list[str], tier: str, x: np.ndarray, env: dict,
 # Flat memory: hours through pipes
 
 
-def long_talk(base: np.ndarray, seconds: float) -> Iterator[bytes]:
-    """A streaming WAV of ``seconds`` of speech: ``base`` repeated, 1 s chunks."""
-    yield stream_wav_header()
+def long_talk(base: np.ndarray, seconds: float, header: bytes | None = None
+              ) -> Iterator[bytes]:
+    """A WAV of ``seconds`` of speech: ``base`` repeated, 1 s chunks (streaming header unless
+    one is given)."""
+    yield stream_wav_header() if header is None else header
     pcm = pcm16(base).tobytes()
     left = int(round(seconds * SR)) * 2
     pos = 0
@@ -525,28 +695,113 @@ def long_talk(base: np.ndarray, seconds: float) -> Iterator[bytes]:
         pos = (pos + n) % len(pcm)
 
 
-def memory_run(nwc: list[str], tier: str, base: np.ndarray, seconds: float, env: dict) -> dict:
-    """``generator | nwc encode - - | nwc decode - - | counter``: peak RSS of each nwc."""
+def sized_wav_header(frames: int, rate: int = SR) -> bytes:
+    """A plain 16-bit mono WAV header with real sizes (a file soundfile reads)."""
+    data = frames * 2
+    return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", data))
+
+
+class StreamHash:
+    """SHA-256 of an .nwc stream's packets (everything after its header).
+
+    A piped encode writes ``total_samples`` unknown into its header, a file encode the real
+    length; the packets (codes, gains, granules, END) must be the same bytes.
+    """
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self.h = hashlib.sha256()
+        self.head = bytearray()
+        self.skip: int | None = None  # header bytes still to skip, once known
+        self.packet_bytes = 0
+
+    def update(self, b: bytes) -> None:
+        if self.skip is None:
+            self.head += b
+            if len(self.head) < 10:
+                return
+            self.skip = 14 + struct.unpack("<I", bytes(self.head[6:10]))[0]
+            b, self.head = bytes(self.head), bytearray()
+        cut = min(self.skip, len(b))
+        self.skip -= cut
+        self.h.update(b[cut:])
+        self.packet_bytes += len(b) - cut
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+def _relay(src: int, dst, hasher: StreamHash) -> None:
+    """Copy the encoder's stdout into the decoder's stdin, hashing it on the way."""
+    try:
+        while True:
+            b = os.read(src, 1 << 16)
+            if not b:
+                break
+            hasher.update(b)
+            dst.write(b)
+            dst.flush()
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            dst.close()
+
+
+def memory_run(nwc: list[str], tier: str, base: np.ndarray, seconds: float, env: dict,
+               work: Path | None = None) -> dict:
+    """``generator | nwc encode - - | nwc decode - - | counter``: peak RSS of each nwc.
+
+    The encoded stream is relayed (and hashed) between the two. With ``work``, the same
+    audio is also written to a WAV file there and coded file to file (``nwc encode IN OUT``),
+    and ``same_codes`` says whether both streams carry identical packets.
+    """
+    out: dict = {}
+    if work is not None:
+        frames = int(round(seconds * SR))
+        wav, coded = work / "long.wav", work / "long.nwc"
+        with open(wav, "wb") as f:
+            for b in long_talk(base, seconds, sized_wav_header(frames)):
+                f.write(b)
+        p = checked(run_proc([*nwc, "encode", str(wav), str(coded), "--tier", tier, "-q",
+                              "-f"], env=env), "nwc encode (whole file)")
+        wav.unlink()
+        whole = StreamHash()
+        with open(coded, "rb") as f:
+            while b := f.read(1 << 20):
+                whole.update(b)
+        coded.unlink()
+        out["file_enc"] = p.rss_mb
+        out["file_hash"] = whole.hexdigest()
     rss = {"enc": PeakRSS(), "dec": PeakRSS()}
     t0 = time.perf_counter()
     enc = subprocess.Popen(rss["enc"].wrap([*nwc, "encode", "-", "-", "--tier", tier, "-q"]),
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-    dec = subprocess.Popen(rss["dec"].wrap([*nwc, "decode", "-", "-", "-q"]), stdin=enc.stdout,
-                           stdout=subprocess.PIPE, env=env)
-    enc.stdout.close()
+    dec = subprocess.Popen(rss["dec"].wrap([*nwc, "decode", "-", "-", "-q"]),
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    piped = StreamHash()
+    relay = threading.Thread(target=_relay, args=(enc.stdout.fileno(), dec.stdin, piped),
+                             daemon=True)
+    relay.start()
     feeder = threading.Thread(target=_feed, args=(enc.stdin, long_talk(base, seconds)),
                               daemon=True)
     feeder.start()
     reads = Reads(t0, keep=False)
     _drain(dec.stdout.fileno(), reads)
     feeder.join()
-    out = {}
+    relay.join()
     for name, p in (("enc", enc), ("dec", dec)):
         if p.wait():
             raise RuntimeError(f"nwc {name} exited {p.returncode} on the long stream")
         out[name] = rss[name].mb()
     out["wall"] = time.perf_counter() - t0
     out["seconds_out"] = ((reads.marks[-1][1] if reads.marks else 0) - WAV_HEADER) / 2 / SR
+    out["stream_bytes"] = piped.packet_bytes
+    if work is not None:
+        out["same_codes"] = piped.hexdigest() == out["file_hash"]
     return out
 
 
@@ -594,12 +849,22 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
     thread_set = sorted({all_threads if t == "all" else int(t) for t in args.threads.split(",")})
     if args.quick:
         thread_set = [1]
-    opus = not args.no_opus and shutil.which("opusenc") and shutil.which("opusdec")
-    if not args.no_opus and not opus:
-        notes.append("Opus rows skipped: opusenc/opusdec not found (bench/install.sh).")
+    usable = []
+    for a in args.anchors:
+        why = quality.anchor_unavailable(a)
+        if why:
+            notes.append(why)
+        else:
+            usable.append(a)
+    opus = "opus" in usable
+    # Opus at every tier's nominal rate (the nwc ÷ Opus table) and at the anchor targets.
+    opus_kbps = sorted({nominal_kbps(t) for t in tiers} | {float(round(k))
+                                                           for k in args.anchor_kbps})
+    rungs = [s for a in usable if a != "opus"
+             for s in pick_rungs(quality.anchor_systems(a), args.anchor_kbps)]
     mm = matmul_gflops(1)
     flops = {t["name"]: flops_per_second(t["name"]) for t in tiers}
-    rows, ratio_rows, extra_rows = [], [], []
+    rows, ratio_rows, extra_rows, all_rows = [], [], [], []
     ttfb_rows = ""
     checks: list[str] = []
     for seconds in args.lengths:
@@ -608,13 +873,24 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
         wav = work / f"speech-{seconds:g}s.wav"
         sf.write(str(wav), pcm16(x), SR, subtype="PCM_16")
         label = length_label(seconds)
+        pcm = pcm16(x)
         opus_res: dict[float, dict] = {}
+        for kb in opus_kbps if opus else []:
+            log(f"[{label}] opus {kb:g} kbps")
+            opus_res[kb] = anchor_run(quality.opus_system(int(kb)), wav, pcm,
+                                      work / f"opus{kb:g}", args.reps)
+        anchor_res = []
+        for i, s in enumerate(rungs):
+            log(f"[{label}] {s.label}")
+            try:
+                anchor_res.append(anchor_run(s, wav, pcm, work / f"anchor{i:02d}", args.reps))
+            except (RuntimeError, OSError) as exc:  # one broken tool costs its row, not the run
+                log(f"    FAILED: {exc}")
+                notes.append(f"{s.label} on {label}: failed ({exc}); no row.")
+        nwc_res = []
         for t in tiers:
             name = t["name"]
             kb = nominal_kbps(t)
-            if opus and kb not in opus_res:
-                log(f"[{label}] opus {kb:g} kbps")
-                opus_res[kb] = opus_cli(kb, wav, work, args.reps)
             for th in thread_set:
                 log(f"[{label}] {name}, {th} thread(s): in-process")
                 warm = warm_rtf(name, x, th, args.reps)
@@ -632,6 +908,8 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
                                        fx(warm["enc"] / oe, ".2f"), fx(warm["dec"] / od, ".2f"),
                                        fx(seconds / cli["enc"].wall_s / oe, ".2f"),
                                        fx(seconds / cli["dec"].wall_s / od, ".2f")])
+                if th == 1:
+                    nwc_res.append((name, kb, warm, cli))
                 if th == 1 and seconds == args.lengths[0]:
                     fe, fd = flops[name]
                     extra_rows.append((name, warm, cli, fe, fd))
@@ -645,11 +923,17 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
                              fx(seconds / o["enc"].wall_s), fx(seconds / o["dec"].wall_s),
                              fx(o["enc"].rss_mb), fx(o["dec"].rss_mb),
                              fx(8 * o["bytes"] / seconds / 1000, ".2f")])
+        all_rows += all_systems_rows(label, seconds, nwc_res, opus_res, anchor_res)
         if seconds == args.lengths[0] and not args.no_latency:
             ttfb_rows = first_byte_rows(args, nwc, env, tiers, x, wav, opus, opus_res, work)
     out = [markdown(["system", "audio", "threads", "encode ×RT warm", "decode ×RT warm",
                      "encode ×RT CLI", "decode ×RT CLI", "encode peak RSS MB",
                      "decode peak RSS MB", "real kbps"], rows)]
+    if all_rows:
+        out.append(markdown(["system (1 thread)", "kbps", "audio", "encode ×RT warm",
+                             "decode ×RT warm", "encode ×RT process", "decode ×RT process",
+                             "encode peak RSS MB", "decode peak RSS MB", "real kbps",
+                             "encode ÷ Opus", "decode ÷ Opus"], all_rows))
     if ratio_rows:
         out.append(markdown(["nwc ÷ Opus (same files, same run)", "audio", "nwc threads",
                              "encode warm", "decode warm", "encode CLI", "decode CLI"],
@@ -678,6 +962,8 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
                  f"{args.reps}. Opus: opusenc (VBR, complexity 10, single-threaded) and "
                  "`opusdec --rate 16000`, same WAV. Peak RSS: the process's max resident set "
                  "(`/usr/bin/time -f %M` around it).")
+    if all_rows:
+        notes.append(anchors_note(args, rungs, opus))
     notes.append("All-threads runs: OMP_WAIT_POLICY=PASSIVE (the CLI sets it for --threads > "
                  "1 unless the environment says otherwise). The warm runs share this process's "
                  "glibc malloc settings (32 MiB mmap and 256 MiB trim thresholds, as the CLI "
@@ -688,6 +974,66 @@ def speed_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: lis
                  "the ×RT a network would reach at the machine's 1-thread matmul rate.")
     notes.extend(checks)
     return "\n\n".join(out)
+
+
+def all_systems_rows(label: str, seconds: float, nwc_res: list[tuple], opus_res: dict,
+                     anchor_res: list[dict]) -> list[list[str]]:
+    """One test length's rows of the all-systems table: nwc at 1 thread, Opus, the anchors.
+
+    ÷ Opus: the system's ×RT over that of the Opus run nearest in nominal kbps, both as
+    processes (and, for a system that also runs warm, its warm ×RT over Opus's in brackets).
+    """
+
+    def opus_rt(kbps: float) -> tuple[float, float] | None:
+        if not opus_res:
+            return None
+        o = opus_res[min(opus_res, key=lambda k: (abs(k - kbps), k))]
+        return seconds / o["enc"].wall_s, seconds / o["dec"].wall_s
+
+    def ratio(proc: float, warm: float | None, ref: float | None) -> str:
+        if ref is None:
+            return "–"
+        text = fx(proc / ref, ".2f")
+        return text if warm is None else f"{text} (warm {warm / ref:.2f})"
+
+    def row(name: str, kbps: float, warm_enc: float | None, warm_dec: float | None,
+            enc: Proc, dec: Proc, nbytes: int) -> list[str]:
+        pe, pd = seconds / enc.wall_s, seconds / dec.wall_s
+        ref = opus_rt(kbps)
+        return [name, f"{kbps:g}", label, fx(warm_enc), fx(warm_dec), fx(pe), fx(pd),
+                fx(enc.rss_mb), fx(dec.rss_mb), fx(8 * nbytes / seconds / 1000, ".2f"),
+                ratio(pe, warm_enc, ref and ref[0]), ratio(pd, warm_dec, ref and ref[1])]
+
+    def warm_rt(t: float | None) -> float | None:
+        return None if t is None else seconds / t
+
+    rows = [row(f"nwc {name}", kb, warm["enc"], warm["dec"], cli["enc"], cli["dec"],
+                cli["bytes"]) for name, kb, warm, cli in nwc_res]
+    for r in [*(opus_res[k] for k in sorted(opus_res)), *anchor_res]:
+        s = r["system"]
+        rows.append(row(s.label, s.nominal_kbps, warm_rt(r["warm_enc"]), warm_rt(r["warm_dec"]),
+                        r["enc"], r["dec"], r["bytes"]))
+    return rows
+
+
+def anchors_note(args: argparse.Namespace, rungs: list[quality.System], opus: bool) -> str:
+    """How the all-systems table was measured."""
+    picked = ", ".join(s.label for s in rungs) or "none"
+    targets = "/".join(f"{k:g}" for k in args.anchor_kbps)
+    return ("All systems, one thread: nwc warm (1 torch thread, as above) and as processes "
+            "(`nwc encode`/`nwc decode`); every anchor with `bench/quality.py`'s own command "
+            "lines (`--anchors`), the ladder rung nearest each of "
+            f"{targets} kbps nominal ({picked}; Opus at "
+            + ("each tier's nominal rate and at those" if opus else "–")
+            + "). Encode and decode are timed apart, as processes (best of "
+            f"{args.reps} of the summed wall time of the step's commands; all the anchor tools "
+            "code on one thread) with the peak RSS of the largest command (`/usr/bin/time -f "
+            "%M`). Codec2 codes 8 kHz: its encode includes `sox` resampling to 8 kHz, its "
+            "decode writes 8 kHz. AMR-WB runs in this process through ctypes (bench/amrwb.py): "
+            "warm = those calls, process = `python bench/amrwb.py encode|decode` (interpreter "
+            "and NumPy start included, also in its RSS). ÷ Opus: ×RT over that of the Opus run "
+            "nearest in nominal kbps on the same file, both as processes; in brackets, the "
+            "system's warm ×RT over Opus's process ×RT.")
 
 
 def first_byte_rows(args, nwc, env, tiers, x, wav, opus, opus_res, work) -> str:
@@ -712,9 +1058,47 @@ def first_byte_rows(args, nwc, env, tiers, x, wav, opus, opus_res, work) -> str:
             fb = opus_first_bytes(wav, o["stream"])
             rows.append([f"Opus {kb:g}k", fx(OPUS_LATENCY_MS, ".1f"), fx(fb["enc_first"], ".2f"),
                          "–", fx(fb["dec_first"], ".2f"), fx(fb["dec_first"], ".2f"), "–", "–"])
-    return markdown(["system", "algorithmic latency ms", "encode first byte s",
-                     "encode first packet s", "decode first byte s", "decode first audio s",
-                     "live: first sample ms", "live: worst sample ms"], rows)
+    table = markdown(["system", "algorithmic latency ms", "encode first byte s",
+                      "encode first packet s", "decode first byte s", "decode first audio s",
+                      "live: first sample ms", "live: worst sample ms"], rows)
+    if not args.packet_frames:
+        return table
+    return table + "\n\n" + packet_rows(args, nwc, env, tiers, x, wav)
+
+
+def packet_rows(args, nwc, env, tiers, x, wav) -> str:
+    """Latency per packet size (``--packet-frames``): cold start, a warm live encoder, and
+    the live encode | decode pipe."""
+    from nwc.codec import catalog
+
+    rows = []
+    live_x = x[: int((0.5 if args.quick else args.live_seconds) * SR)]
+    for t in tiers:
+        info = catalog.info(t["name"])
+        for pf in args.packet_frames:
+            f = catalog.packet_framing(info, pf)
+            log(f"[latency] {info.name}, {pf} frame(s) a packet: cold, warm encoder"
+                + ("" if args.quick else ", live pipe"))
+            cold = first_bytes(nwc, info.name, wav, None, env, pf)
+            warm = warm_encoder(nwc, info.name, live_x, env, pf, (f.frame, f.hop))
+            live = {"first": None, "steady": None}
+            if not args.quick:
+                live = live_latency(nwc, info.name, live_x, env, packet_frames=pf)
+            rows.append([f"nwc {info.name}", str(pf),
+                         fx(catalog.latency_ms(f, info.sample_rate), ".1f"),
+                         fx(cold["enc_first"] and cold["enc_first"] * 1000, ".0f"),
+                         fx(cold["enc_packet"], ".2f"),
+                         fx(warm["first_byte"] and warm["first_byte"] * 1000, ".0f"),
+                         fx(warm["first"], ".0f"), fx(warm["first_last"], ".0f"),
+                         fx(warm["worst_last"], ".0f"),
+                         fx(live["first"] and live["first"] * 1000, ".0f"),
+                         fx(live["steady"] and live["steady"] * 1000, ".0f")])
+    return markdown(["system", "packet frames", "algorithmic latency ms",
+                     "cold: first byte ms", "cold: first packet s",
+                     "live encoder: first byte ms", "live encoder: first packet after its "
+                     "first sample ms", "… after its last sample ms",
+                     "… worst packet after its last sample ms",
+                     "live pipe: first sample ms", "live pipe: worst sample ms"], rows)
 
 
 def algorithmic_latency_ms(tier_name: str) -> float:
@@ -745,27 +1129,41 @@ def framing_note(tiers: list[dict]) -> str:
             "input piped as fast as it reads (startup included); an .nwc stream's first bytes "
             "are its header, a decoded WAV's its 44-byte header. Live: the 16-bit WAV fed in "
             "10 ms writes at real-time pace through `nwc encode - - | nwc decode - -` once "
-            "both are up; latency of a sample = when it comes out − when it went in.")
+            "both are up (idle, waiting for input); latency of a sample = when it comes out − "
+            "when it went in. Per packet size (`--packet-frames`): cold = `nwc encode - - "
+            "--packet-frames P` with its input piped as fast as it reads, from process start; "
+            "live encoder = the same process given a streaming WAV header, left to start up "
+            "(its stream header comes out, then it idles), then fed speech at real-time pace in "
+            "10 ms writes: for each packet, when it was out − when its first sample (or the "
+            "last sample it needs, `frame − hop` past its end) was written.")
 
 
-def memory_table(args, nwc, env, tiers, files, notes) -> str:
+def memory_table(args, nwc, env, tiers, files, notes, work: Path) -> str:
     base = speech(files, min(600.0, max(args.memory_hours) * 3600))
     lengths = sorted({600.0, *(h * 3600 for h in args.memory_hours)})
     rows = []
     for t in tiers:
         for seconds in lengths:
-            log(f"[memory] {t['name']}: {length_label(seconds)} through pipes")
-            r = memory_run(nwc, t["name"], base, seconds, env)
+            check = None if args.no_code_check else work
+            log(f"[memory] {t['name']}: {length_label(seconds)}"
+                + (" file to file, then" if check else "") + " through pipes")
+            r = memory_run(nwc, t["name"], base, seconds, env, check)
+            same = "–" if "same_codes" not in r else ("yes" if r["same_codes"] else "NO")
             rows.append([f"nwc {t['name']}", length_label(seconds), fx(r["seconds_out"], ".1f"),
-                         fx(r["enc"], ".0f"), fx(r["dec"], ".0f"), fx(r["wall"], ".1f"),
-                         fx(r["seconds_out"] / r["wall"], ".0f")])
+                         fx(r["enc"], ".0f"), fx(r["dec"], ".0f"), fx(r.get("file_enc"), ".0f"),
+                         same, fx(r["wall"], ".1f"), fx(r["seconds_out"] / r["wall"], ".0f")])
+            log(f"[memory] {rows[-1]}")
     notes.append(f"Memory: a generator writes a streaming WAV ({base.shape[0] / SR:.0f} s of "
-                 "corpus speech, repeated) into `nwc encode - - | nwc decode - -`; peak RSS "
-                 "per process from `/usr/bin/time -f %M`; 'audio out' = decoded seconds "
-                 "counted at the end of the pipe; ×RT of the whole chain (both processes run "
-                 "at once).")
+                 "corpus speech, repeated) into `nwc encode - - | nwc decode - -` (the stream "
+                 "relayed and hashed between them); peak RSS per process from "
+                 "`/usr/bin/time -f %M`; 'audio out' = decoded seconds counted at the end of "
+                 "the pipe; wall and ×RT of the whole chain (both processes run at once). "
+                 "'same codes': the same audio written to a WAV file and coded with "
+                 "`nwc encode IN OUT` gives byte-identical packets (SHA-256 of everything "
+                 "after the header; the headers differ only in the known length).")
     return markdown(["system", "input", "audio out s", "encode peak RSS MB",
-                     "decode peak RSS MB", "wall s", "chain ×RT"], rows)
+                     "decode peak RSS MB", "file encode peak RSS MB", "same codes as file",
+                     "wall s", "chain ×RT"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -779,11 +1177,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="repetitions per timing, best kept (default 3; 1 with --quick)")
     p.add_argument("--threads", default="1,all",
                    help="torch thread counts to measure, comma-separated; all = every CPU")
+    p.add_argument("--packet-frames", default="1,2,4,8,16",
+                   help="packet sizes for the latency-by-packet-size table, comma-separated; "
+                        "'' skips it (default 1,2,4,8,16; 1 with --quick)")
     p.add_argument("--live-seconds", type=float, default=3.0,
                    help="audio fed at real-time pace for the live latency (default 3)")
     p.add_argument("--memory-hours", type=lambda s: [float(v) for v in s.split(",")],
                    help="only the memory run: 10 min and these lengths in hours, e.g. 1")
-    p.add_argument("--no-opus", action="store_true", help="skip Opus")
+    p.add_argument("--no-code-check", action="store_true",
+                   help="memory run: skip coding the same audio file to file to compare codes")
+    p.add_argument("--anchors", default="all",
+                   help="anchor codecs of bench/quality.py to time: all, none or a,b from "
+                        f"{','.join(quality.ALL_ANCHORS)} (default all)")
+    p.add_argument("--anchor-kbps", default="16,24",
+                   help="nominal rates; each anchor is timed at its ladder rung nearest each "
+                        "(default 16,24)")
+    p.add_argument("--no-opus", action="store_true", help="skip Opus (and every ÷ Opus)")
     p.add_argument("--no-latency", action="store_true",
                    help="skip the first-byte and live latency table")
     p.add_argument("--quick", action="store_true",
@@ -795,6 +1204,10 @@ def main(argv: list[str] | None = None) -> int:
     keep_heap()
     args.lengths = [3.0] if args.quick else [float(v) for v in args.lengths.split(",")]
     args.reps = args.reps or (1 if args.quick else 3)
+    args.packet_frames = [1] if args.quick and args.packet_frames else \
+        [int(v) for v in args.packet_frames.split(",") if v.strip()]
+    args.anchors = parse_anchors(args.anchors, args.no_opus)
+    args.anchor_kbps = [float(v) for v in args.anchor_kbps.split(",") if v.strip()]
     nwc = shlex.split(args.nwc) if args.nwc else [sys.executable, "-m", "nwc"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     files = corpus_files(args.corpus)
@@ -810,7 +1223,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nwc-speed-") as tmp:
         if args.memory_hours:
-            body = memory_table(args, nwc, env, tiers, files, notes)
+            body = memory_table(args, nwc, env, tiers, files, notes, Path(tmp))
         else:
             body = speed_tables(args, nwc, env, tiers, files, Path(tmp), notes)
             if not args.no_latency:

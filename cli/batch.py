@@ -72,16 +72,37 @@ def batched(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
                 # (measured 1.6x real time instead of 70x on a 2-vCPU VM); sleep instead. Read
                 # when torch loads, so before the first import (workers inherit it).
                 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            global _deferred_device
+            _deferred_device = None
             if out_dir is None:
                 if len(inp) != 1:
                     raise click.UsageError("give IN OUT, or several inputs with -o DIR")
-                use_device(device)
+                if device in ("auto", "cpu"):
+                    # These cannot fail, so they wait for model_device(): torch (~1 s) loads
+                    # after the command's first output (`nwc encode - -` writes its header).
+                    _deferred_device = device
+                else:
+                    use_device(device)
                 return fn(inp=inp[0], out=out, **kw)
             return _run_batch(kind, [*inp, out], Path(out_dir), jobs, device, kw)
 
         return wrapper
 
     return deco
+
+
+_deferred_device: str | None = None  # a device choice waiting for the model to load
+
+
+def model_device() -> None:
+    """Apply the device choice ``batched`` deferred (imports torch); otherwise nothing.
+
+    Commands call this right before they load their model.
+    """
+    global _deferred_device
+    if _deferred_device is not None:
+        name, _deferred_device = _deferred_device, None
+        use_device(name)
 
 
 def use_device(name: str) -> None:

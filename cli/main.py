@@ -14,15 +14,22 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
 from .. import __version__
+from ..codec.framing import MAX_PACKET_FRAMES
 from ..formats import container as fmt
 from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, pcm_ints, wav_header
 from .batch import batch_options, batched
+
+if TYPE_CHECKING:  # torch-free start: the codec is imported where it is used
+    from ..codec.catalog import TierInfo
+    from ..codec.tier import Tier
 
 DEFAULT_TIER = "speech-16k"
 
@@ -69,7 +76,7 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 def _describe(e: Exception) -> str:
-    from ..codec.tier import TierError
+    from ..codec.catalog import TierError  # not codec.tier: reporting must not import torch
 
     msg = str(e) or type(e).__name__
     if isinstance(e, fmt.UnsupportedVersionError):
@@ -111,29 +118,65 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _pick_tier(tier: str | None, bitrate: str | None):
-    from ..codec import tier as tiers
-    from ..codec.train import parse_bitrate
+def _pick_tier(tier: str | None, bitrate: str | None) -> tuple[TierInfo, int]:
+    """The tier (as its JSON describes it: no torch yet) and the layers to code."""
+    from ..codec import catalog
 
     if tier and bitrate:
         raise click.UsageError("give --tier or --bitrate, not both")
+    have = catalog.available()
     if bitrate:
         try:
-            want = parse_bitrate(bitrate) / 1000
+            want = catalog.parse_bitrate(bitrate) / 1000
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--bitrate") from None
         # Every (tier, layer prefix) with a measured rate is a rung of the ladder.
-        cands = [(t, k + 1, r) for t in (tiers.load(n) for n in tiers.available())
+        cands = [(t, k + 1, r) for t in (catalog.read(p) for p in have.values())
                  for k, r in enumerate(t.layer_kbps()) if r is not None]
         if not cands:
             raise Fatal("no installed tier records its bitrate (see `nwc tiers`)")
         best = min(cands, key=lambda c: abs(c[2] - want))
         return best[0], best[1]
     name = tier or DEFAULT_TIER
-    if tier is None and name not in tiers.available() and tiers.available():
-        name = sorted(tiers.available())[0]
-    t = tiers.load(name)
+    if tier is None and name not in have and have:
+        name = sorted(have)[0]
+    t = catalog.info(name)
     return t, t.layers
+
+
+def _packet_frames(t: TierInfo, packet_frames: int | None, max_delay: float | None
+                   ) -> int | None:
+    """``--packet-frames``, or the most frames (up to the tier's) within ``--max-delay`` ms."""
+    from ..codec.catalog import latency_ms
+
+    if packet_frames is not None and max_delay is not None:
+        raise click.UsageError("give --packet-frames or --max-delay, not both")
+    if max_delay is None:
+        return packet_frames
+    f = t.framing
+    fits = [p for p in range(1, f.packet_frames + 1)
+            if latency_ms(replace(f, packet_frames=p), t.sample_rate) <= max_delay]
+    if not fits:
+        one = latency_ms(replace(f, packet_frames=1), t.sample_rate)
+        raise click.BadParameter(f"tier {t.name} needs at least {one:g} ms (one frame a "
+                                 "packet)", param_hint="--max-delay")
+    return fits[-1]
+
+
+def _load_tier(t: TierInfo, threads: int) -> Tier:
+    """Import torch and build the tier ``t`` describes: the slow part of starting up."""
+    import torch
+
+    from ..codec import tier as tiers
+    from .batch import model_device
+
+    model_device()
+    torch.set_num_threads(threads)
+    loaded = tiers.load(t.name)
+    if loaded.hash != t.hash:  # what the header said must be what codes the stream
+        raise Fatal(f"tier {t.name!r} changed while loading (hash {loaded.hash}, "
+                    f"its JSON said {t.hash})")
+    return loaded
 
 
 class _Progress:
@@ -165,6 +208,18 @@ class _Progress:
               help="Pick the installed tier (and layer count) nearest this rate, e.g. 16k.")
 @click.option("-l", "--layers", type=click.IntRange(1, 255),
               help="Code only the first LAYERS layers of a layered tier (default: all).")
+@click.option("--stereo", type=click.Choice(["auto", "lr", "ms"]), default="auto",
+              show_default=True,
+              help="Two channels: L/R, mid/side, or per packet whichever suits (auto).")
+@click.option("--side-layers", type=click.IntRange(1, 255),
+              help="Layers the side channel carries in M/S packets (default: all for 1-2-layer "
+                   "tiers, half for deeper ones).")
+@click.option("--packet-frames", type=click.IntRange(1, MAX_PACKET_FRAMES),
+              help="Frames per packet (default: the tier's, 16). Fewer: lower latency, "
+                   "more container bytes; see `nwc info`.")
+@click.option("--max-delay", type=click.FloatRange(0, min_open=True), metavar="MS",
+              help="Use the largest packet (up to the tier's) whose algorithmic latency is "
+                   "at most MS milliseconds (32 ms = 1 frame at 16 kHz).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Add a tag (repeatable).")
 @click.option("--raw", is_flag=True, help="IN is headerless PCM.")
 @click.option("--raw-rate", type=click.IntRange(1, 1_000_000), default=16000, show_default=True)
@@ -181,18 +236,15 @@ class _Progress:
 @debug_option
 @handle_errors
 @batched("encode")
-def encode(inp, out, tier, bitrate, layers, tags, raw, raw_rate, raw_channels, raw_format, threads,
-           verify, force, quiet, debug) -> None:
+def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, max_delay, tags,
+           raw, raw_rate, raw_channels, raw_format, threads, verify, force, quiet, debug) -> None:
     """Encode audio IN (any format soundfile reads; WAV or --raw on stdin) to an .nwc stream.
 
     Many files: `nwc encode a.wav b.flac talks/ -o coded/ --jobs 4` (folders are searched
     recursively; each output is IN's name, or its path below the folder, as .nwc).
     """
-    import torch
+    from ..codec.catalog import check_weights, header_for
 
-    from ..codec.api import StreamEncoder, header_for
-
-    torch.set_num_threads(threads)
     tag_map = _parse_tags(tags)
     if verify and out == "-":
         raise click.UsageError("--verify needs OUT to be a file")
@@ -205,16 +257,27 @@ def encode(inp, out, tier, bitrate, layers, tags, raw, raw_rate, raw_channels, r
     layers = layers or picked
     if layers > t.layers:
         raise click.BadParameter(f"tier {t.name} has {t.layers} layer(s)", param_hint="--layers")
+    if side_layers is not None and side_layers > t.layers:
+        raise click.BadParameter(f"tier {t.name} has {t.layers} layer(s)",
+                                 param_hint="--side-layers")
+    packet_frames = _packet_frames(t, packet_frames, max_delay)
+    check_weights(t)
     src = open_audio(inp, raw, raw_rate, raw_channels, raw_format)
+    if src.channels > 255:
+        raise Fatal(f"cannot code {src.channels} channels (1 to 255)")
     if src.rate != t.sample_rate:
         _say(quiet, f"nwc: resampling {src.rate} Hz to {t.sample_rate} Hz for tier {t.name} "
                     "(decode restores the original rate)")
-    enc = StreamEncoder(t, src.rate, src.channels, layers)
-    start = time.perf_counter()
-    prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
+    header = header_for(t, src.rate, src.channels, src.frames, tag_map, layers, packet_frames)
     with sink as f:
-        w = fmt.ContainerWriter(f, header_for(t, src.rate, src.channels, src.frames, tag_map,
-                                              layers))
+        # The header needs only the tier's JSON: a pipe gets it before torch loads (~1 s).
+        w = fmt.ContainerWriter(f, header)
+        from ..codec.api import StreamEncoder
+
+        enc = StreamEncoder(_load_tier(t, threads), src.rate, src.channels, layers,
+                            stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
+        start = time.perf_counter()
+        prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
         for block in src.blocks:
             for p in enc.push(block):
                 w.write(p)
@@ -265,7 +328,9 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
 
     from ..codec import tier as tiers
     from ..codec.api import StreamDecoder
+    from .batch import model_device
 
+    model_device()
     torch.set_num_threads(threads)
     sink = AtomicOutput(out, force)
     sink.check()
@@ -358,12 +423,15 @@ class _CountingReader:
 
 
 def _describe_stream(inp: str) -> dict:
+    from ..codec.stereo import MS, split_side  # numpy only: info stays free of torch
+
     src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         counter = _CountingReader(src)
         reader = fmt.ContainerReader(counter)
         h = reader.header
-        packets = damaged = payload = 0
+        packets = damaged = payload = ms_packets = 0
+        side_layers: set[int] = set()
         end = None
         for item in reader:
             if isinstance(item, fmt.Damage):
@@ -371,6 +439,10 @@ def _describe_stream(inp: str) -> dict:
             elif item.kind == fmt.AUDIO:
                 packets += 1
                 payload += len(item.side) + sum(len(b) for b in item.layers)
+                split = split_side(item.side, h.channels)
+                if split is not None and split[1].mode == MS:
+                    ms_packets += 1
+                    side_layers.add(split[1].side_layers or h.num_layers)
             elif item.kind == fmt.END:
                 end = item
         total_bytes = counter.n
@@ -383,10 +455,16 @@ def _describe_stream(inp: str) -> dict:
         "total_samples": samples, "duration_s": secs, "codec_delay": h.codec_delay,
         "frame_size": h.frame_size, "hop_size": h.hop_size, "num_layers": h.num_layers,
         "packet_frames": h.packet_frames, "packet_duration_s": h.packet_duration,
+        # A packet is coded once its last frame is complete (codec/framing.py).
+        "algorithmic_latency_ms": 1000 * (h.packet_samples + h.frame_size - h.hop_size)
+        / h.sample_rate,
         "gain_bits": h.gain_bits, "coder": h.coder, "tags": h.tags,
         "packets": packets, "damaged": damaged, "ended": end is not None,
         "payload_bytes": payload,
     }
+    if h.channels == 2:  # how the encoder coded the pair (codec/stereo.py)
+        d["stereo"] = {"ms_packets": ms_packets, "lr_packets": packets - ms_packets,
+                       "side_layers": sorted(min(n, h.num_layers) for n in side_layers)}
     d["bytes"] = total_bytes
     if secs:
         d["kbps"] = 8 * total_bytes / secs / 1000
@@ -410,12 +488,21 @@ def info(inp, as_json, debug) -> None:
         f"audio:       {d['channels']} ch, original {d['original_rate']} Hz, "
         f"coded at {d['sample_rate']} Hz",
         f"duration:    {dur} ({d['total_samples']} samples)",
-        f"packets:     {d['packets']} x {d['packet_duration_s'] * 1000:.0f} ms, "
-        f"{d['num_layers']} layer(s), frame {d['frame_size']}/hop {d['hop_size']}",
+        f"packets:     {d['packets']} x {d['packet_duration_s'] * 1000:.0f} ms "
+        f"({d['packet_frames']} frame(s)), {d['num_layers']} layer(s), "
+        f"frame {d['frame_size']}/hop {d['hop_size']}",
+        f"latency:     {d['algorithmic_latency_ms']:.1f} ms algorithmic (a packet and the "
+        "frame overlap)",
         f"coder:       {d['coder']}",
     ]
     if "kbps" in d:
         lines.append(f"bitrate:     {d['kbps']:.2f} kbps ({d['bytes']} bytes)")
+    if "stereo" in d:
+        s = d["stereo"]
+        depth = "/".join(map(str, s["side_layers"]))
+        lines.append(f"stereo:      M/S in {s['ms_packets']} of "
+                     f"{s['ms_packets'] + s['lr_packets']} packets"
+                     + (f", side carries {depth} layer(s)" if depth else ""))
     if d["damaged"] or not d["ended"]:
         lines.append(f"damage:      {d['damaged']} damaged stretch(es), "
                      f"end packet {'present' if d['ended'] else 'MISSING'}")
@@ -430,10 +517,10 @@ def info(inp, as_json, debug) -> None:
 @handle_errors
 def tiers_cmd(as_json, debug) -> None:
     """List installed tiers with their measured real bitrate and quality."""
-    from ..codec import tier as tiers
+    from ..codec import catalog
 
     rows = []
-    for name, path in sorted(tiers.available().items()):
+    for name, path in sorted(catalog.available().items()):
         doc = json.loads(Path(path).read_text())
         meta = doc.get("meta", {})
         dev = meta.get("dev", {})

@@ -1,7 +1,8 @@
 """``nwc truncate``: drop the upper layers of a layered stream without decoding audio.
 
-Bytes in, bytes out: the header is rewritten with the new layer count and every packet keeps
-its first k layer payloads (its CRC is recomputed by the writer). Because each layer's codes
+Bytes in, bytes out: the header is rewritten with the new layer count (its packet size and
+everything else stay) and every packet keeps its first k layer payloads (its CRC is
+recomputed by the writer). Because each layer's codes
 were computed by a closed-loop encoder that only looked at the layers below, the result is
 exactly the stream a k-layer encode would have written. Works on pipes, one packet at a time.
 """
@@ -20,14 +21,13 @@ from .main import Fatal, cli, debug_option, force_option, handle_errors, quiet_o
 
 def _layers_for(header: fmt.StreamHeader, bitrate: str) -> int:
     """The most layers whose measured dev bitrate stays at or below ``bitrate``."""
-    from ..codec import tier as tiers
-    from ..codec.train import parse_bitrate
+    from ..codec import catalog  # the tier's JSON is enough: no torch
 
     try:
-        want = parse_bitrate(bitrate) / 1000
+        want = catalog.parse_bitrate(bitrate) / 1000
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--bitrate") from None
-    t = tiers.load(header.tier)
+    t = catalog.info(header.tier)
     if t.hash != header.weights_hash:
         raise Fatal(f"installed tier {t.name!r} is not the one this stream was coded with")
     rates = t.layer_kbps()[: header.num_layers]

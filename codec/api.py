@@ -16,7 +16,9 @@ import soxr
 
 from ..formats.container import AUDIO, Damage, Packet, StreamHeader
 from . import entropy, lpc
-from .framing import OverlapAdd, split_frames
+from . import stereo as sc
+from .catalog import header_for, packet_framing  # noqa: F401 - header_for: re-exported
+from .framing import MAX_PACKET_FRAMES, Framing, OverlapAdd, split_frames
 from .gain import GAIN_BITS, gain_code, gain_value
 from .tier import Tier, TierError
 
@@ -42,8 +44,8 @@ def _lpc_analyze(tier: Tier, x: np.ndarray, n_frames: int,
         aq = lpc.lsf_to_lpc(tier.model.lsf.from_symbols(sym))
         sets = np.vstack([aq[:1] if st.prev is None else st.prev[None], aq])
         res[c] = lpc.residual(np.concatenate([st.hist, xc]), sets, idx)
-        if n_frames == f.packet_frames:  # the next packet filters on from here
-            st.hist = xc[f.packet_hop - lpc.ORDER: f.packet_hop].copy()
+        # The next packet (if any) starts n_frames hops on and filters on from there.
+        st.hist = xc[n_frames * f.hop - lpc.ORDER: n_frames * f.hop].copy()
         st.prev = aq[-1]
         symbols.append(sym)
     return res, np.concatenate(symbols)
@@ -51,60 +53,128 @@ def _lpc_analyze(tier: Tier, x: np.ndarray, n_frames: int,
 
 def encode_payload(tier: Tier, x: np.ndarray, n_frames: int,
                    states: list[lpc.LPCEncoderState] | None = None,
-                   n_layers: int | None = None) -> tuple[bytes, list[bytes]]:
+                   n_layers: int | None = None, stereo: str = "auto",
+                   side_layers: int | None = None) -> tuple[bytes, list[bytes]]:
     """Code one packet: ``x`` is (channels, ≥span) at the tier rate (pre-processed for LPC
     tiers, whose per-channel ``states`` carry filter memory between packets).
-    Returns (side, layers), the first ``n_layers`` layers (default: all)."""
+    Returns (side, layers), the first ``n_layers`` layers (default: all).
+
+    Two channels are coded as L/R or M/S (``stereo``: auto, lr, ms), the second coded channel
+    with ``side_layers`` layers (default ``stereo.default_side_layers``); see ``stereo.py``.
+    """
     f = tier.framing
     span = f.packet_span(n_frames)
     x = x[:, :span]
     if x.shape[1] < span:
         x = np.pad(x, ((0, 0), (0, span - x.shape[1])))
+    n_layers = n_layers or tier.layers
+    info = sc.Stereo()
+    if x.shape[0] == 2:
+        if side_layers is None:
+            side_layers = sc.default_side_layers(tier.layers)
+        # LPC tiers do not switch: a packet's leading overlap is filtered with the previous
+        # packet's set per channel, which cannot be carried across an L/R <-> M/S change.
+        mode = sc.choose(x, "lr" if tier.lpc and stereo == "auto" else stereo)
+        # The byte depends on the tier only, never on n_layers: a stream cut to k layers
+        # stays byte-identical to a k-layer encode. R always carries every layer.
+        info = sc.Stereo(mode, 0 if mode == sc.LR or side_layers >= tier.layers
+                         else side_layers)
+        x = sc.to_coded(x, info.mode)
     lsf_symbols = None
     if tier.lpc:
         if states is None:
             raise CodecError("an LPC tier needs encoder states")
+        if x.shape[0] == 2:  # filter memory stays L/R between packets; code in this mode
+            _set_hist(states, sc.to_coded(np.stack([s.hist for s in states]), info.mode))
         x, lsf_symbols = _lpc_analyze(tier, x, n_frames, states)
+        if x.shape[0] == 2:
+            _set_hist(states, sc.to_lr(np.stack([s.hist for s in states]), info.mode))
     codes = [gain_code(ch) for ch in x]
+    if x.shape[0] == 2:
+        codes = sc.gain_codes(codes, info, skip=not tier.lpc)
+    counts = sc.layer_counts(bytes(codes), info, n_layers)
+    active = [c for c, n in enumerate(counts) if n]  # a silent channel is not coded at all
     gains = np.array([gain_value(c) for c in codes], dtype=np.float32)[:, None]
-    frames = split_frames(x / gains, f, n_frames).reshape(-1, f.frame)
-    symbols = tier.model.encode_frames(frames, n_layers or tier.layers)
+    frames = split_frames(x[active] / gains[active], f, n_frames).reshape(-1, f.frame)
+    # Active channels through every stage (the closed loop of a row depends on its row
+    # only), then each layer keeps the rows of the channels that carry it.
+    symbols = tier.model.encode_frames(frames, n_layers) if active else [np.zeros(
+        (0, tier.model.symbol_channels, tier.model.code_steps), np.int32)] * n_layers
     layers = []
     for k, sym in enumerate(symbols):
-        parts = [(sym, tier.tables[k])]
+        parts = [(_rows(sym, active, [c for c in active if counts[c] > k], n_frames),
+                  tier.tables[k])]
         if k == 0 and lsf_symbols is not None:  # the LSFs travel in the base layer
             parts.insert(0, (lsf_symbols, tier.lsf_tables))
         layers.append(entropy.encode_many(parts))
-    return bytes(codes), layers
+    side = bytes(codes) + (bytes([info.to_byte()]) if x.shape[0] == 2 else b"")
+    return side, layers
+
+
+def _set_hist(states: list[lpc.LPCEncoderState], hist: np.ndarray) -> None:
+    for s, h in zip(states, hist, strict=True):
+        s.hist = np.ascontiguousarray(h, dtype=np.float64)
 
 
 def decode_payload(tier: Tier, side: bytes, layers: list[bytes], channels: int,
                    n_frames: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Inverse of ``encode_payload`` for the layers present (extra ones are ignored).
 
-    Returns decoded frames (channels, n_frames, frame) — LPC residual frames for LPC tiers —
-    and, for LPC tiers, the quantized LPC sets (channels, n_frames, ORDER+1).
+    Returns decoded frames (channels, n_frames, frame) of the coded channels (M and S in an
+    M/S packet; ``stereo.to_lr`` maps them back) — LPC residual frames for LPC tiers — and,
+    for LPC tiers, the quantized LPC sets (channels, n_frames, ORDER+1).
     """
-    if len(side) != channels * GAIN_BITS // 8:
-        raise CodecError(f"packet side info has {len(side)} bytes, expected {channels}")
+    split = sc.split_side(side, channels)
+    if split is None:
+        raise CodecError(f"packet side info has {len(side)} bytes, expected "
+                         f"{sc.side_bytes(channels)}")
+    codes, info = split
     if not layers:
         raise CodecError("packet carries no layers")
     m = tier.model
-    rows = channels * n_frames
-    decoded = [entropy.decode_many(layers[k], layer_parts(tier, k, rows))
-               for k in range(min(len(layers), tier.layers))]
-    frames = m.decode_frames([d[-1] for d in decoded])
-    frames = frames.reshape(channels, n_frames, tier.framing.frame)
-    gains = np.array([gain_value(c) for c in side], dtype=np.float32)
+    counts = sc.layer_counts(codes, info, min(len(layers), tier.layers))
+    if tier.lpc and min(counts) == 0:  # LPC synthesis needs every channel's filters
+        raise CodecError("silent channel in a packet of an LPC tier")
+    carrying = [[c for c, n in enumerate(counts) if n > k] for k in range(max(counts))]
+    decoded = [entropy.decode_many(layers[k], layer_parts(tier, k, len(cs) * n_frames))
+               for k, cs in enumerate(carrying)]
+    frames = np.zeros((channels, n_frames, tier.framing.frame), np.float32)
+    # Channels with the same depth are decoded together (all of them, unless the second
+    # channel of a stereo packet carries fewer layers, or none: silence).
+    for depth in sorted(set(counts) - {0}):
+        group = [c for c, n in enumerate(counts) if n == depth]
+        syms = [_rows(decoded[k][-1], carrying[k], group, n_frames) for k in range(depth)]
+        frames[group] = m.decode_frames(syms).reshape(len(group), n_frames, -1)
+    gains = np.array([gain_value(c) for c in codes], dtype=np.float32)
     sets = None
     if tier.lpc:
         sets = lpc.lsf_to_lpc(m.lsf.from_symbols(decoded[0][0])).reshape(channels, n_frames, -1)
     return frames * gains[:, None, None], sets
 
 
+def _rows(sym: np.ndarray, carrying: list[int], group: list[int], n_frames: int
+          ) -> np.ndarray:
+    """The rows of channels ``group`` in a layer's symbols, which hold ``carrying``'s."""
+    if group == carrying:
+        return sym
+    sym = sym.reshape(len(carrying), n_frames, *sym.shape[1:])
+    return sym[[carrying.index(c) for c in group]].reshape(-1, *sym.shape[2:])
+
+
+def layer_rows(side: bytes, channels: int, n_frames: int, n_layers: int) -> list[int]:
+    """Frames coded in each of a packet's ``n_layers`` layers (``n_frames`` × the coded
+    channels that carry the layer): the ``rows`` of ``layer_parts``."""
+    split = sc.split_side(side, channels)
+    if split is None:
+        raise CodecError(f"packet side info has {len(side)} bytes")
+    counts = sc.layer_counts(split[0], split[1], n_layers)
+    return [n_frames * sum(n > k for n in counts) for k in range(n_layers)]
+
+
 def layer_parts(tier: Tier, k: int, rows: int) -> list[tuple[entropy.CodeTables, tuple]]:
     """(tables, shape) of each symbol array range-coded in layer ``k`` of a packet with
-    ``rows`` frames (channels × frames), in coding order."""
+    ``rows`` frames (frames × coded channels carrying layer k: ``layer_rows``), in coding
+    order."""
     parts = [(tier.tables[k], (rows, tier.model.symbol_channels, tier.model.code_steps))]
     if k == 0 and tier.lpc:  # the base layer also carries the LSF symbols
         parts.insert(0, (tier.lsf_tables, (rows, lpc.ORDER, 1)))
@@ -118,32 +188,42 @@ def layer_ideal_bits(tier: Tier, k: int, payload: bytes, rows: int) -> float:
     return sum(t.ideal_bits(s) for (t, _), s in zip(parts, symbols, strict=True))
 
 
-def header_for(tier: Tier, input_rate: int, channels: int, total_samples: int | None,
-               tags: dict[str, str] | None = None, layers: int | None = None) -> StreamHeader:
-    """The stream header for coding ``channels`` channels of ``input_rate`` audio."""
-    f = tier.framing
-    return StreamHeader(
-        sample_rate=tier.sample_rate, original_rate=input_rate, channels=channels,
-        total_samples=total_samples, codec_delay=0, tier=tier.name, model_id=tier.model_id,
-        weights_hash=tier.hash, frame_size=f.frame, hop_size=f.hop,
-        num_layers=layers or tier.layers,
-        packet_frames=f.packet_frames, gain_bits=GAIN_BITS, coder=entropy.CODER_ID,
-        tags=dict(tags or {}))
-
-
 class StreamEncoder:
     """Buffers PCM (samples, channels) at any rate and emits packets as they complete.
 
     >>> enc = StreamEncoder(tier, 44100, 2)
     >>> packets = enc.push(chunk) + enc.push(chunk2) + enc.finish()
+
+    Two channels: ``stereo`` (auto, lr, ms) picks L/R or M/S per packet and ``side_layers``
+    is how many layers S carries in M/S packets (default ``stereo.default_side_layers``).
+    Other channel counts ignore both.
+
+    ``packet_frames`` (default: the tier's) sets the packet size, and with it the algorithmic
+    latency (``catalog.latency_ms``) and the container overhead; the stream header must say
+    the same (``header_for(..., packet_frames=...)``).
     """
 
     def __init__(self, tier: Tier, input_rate: int, channels: int,
-                 layers: int | None = None) -> None:
+                 layers: int | None = None, stereo: str = "auto",
+                 side_layers: int | None = None, packet_frames: int | None = None) -> None:
         if channels < 1 or channels > 255:
             raise CodecError(f"cannot code {channels} channels (1 to 255)")
+        try:
+            self.framing = packet_framing(tier, packet_frames)
+        except ValueError as e:
+            raise CodecError(str(e)) from None
         if layers is not None and not 1 <= layers <= tier.layers:
             raise CodecError(f"tier {tier.name!r} has {tier.layers} layer(s), not {layers}")
+        if stereo not in sc.STEREO_CHOICES:
+            raise CodecError(f"stereo must be one of {', '.join(sc.STEREO_CHOICES)}, "
+                             f"not {stereo!r}")
+        if side_layers is not None and not (
+                1 <= side_layers <= min(tier.layers - 1, sc.MAX_SIDE_LAYERS)
+                or side_layers == tier.layers):
+            raise CodecError(f"side layers must be 1 to {tier.layers} for tier {tier.name!r}, "
+                             f"not {side_layers}")
+        self.stereo = stereo
+        self.side_layers = side_layers
         self.tier = tier
         self.layers = layers or tier.layers
         self._lpc = [lpc.LPCEncoderState() for _ in range(channels)] if tier.lpc else None
@@ -189,7 +269,7 @@ class StreamEncoder:
         return out + self._drain(final=True)
 
     def _drain(self, final: bool) -> list[Packet]:
-        f = self.tier.framing
+        f = self.framing
         out = []
         need = f.packet_span(f.packet_frames)
         while self._buf.shape[1] >= need:
@@ -203,7 +283,8 @@ class StreamEncoder:
         return out
 
     def _packet(self, n_frames: int, granule: int) -> Packet:
-        side, layers = encode_payload(self.tier, self._buf, n_frames, self._lpc, self.layers)
+        side, layers = encode_payload(self.tier, self._buf, n_frames, self._lpc, self.layers,
+                                      self.stereo, self.side_layers)
         p = Packet(kind=AUDIO, seq=self._seq, granule=granule, side=side, layers=layers)
         self._seq += 1
         return p
@@ -228,17 +309,23 @@ class StreamDecoder:
 
     Lost or damaged packets become silence of the right length (the frames around the gap fade
     out and in through their overlap tapers), so the output keeps its timing.
+
+    Overlap-add and LPC synthesis run on the coded channels (M/S in M/S packets); their memory
+    is linear, so a change of stereo mode re-expresses it in the new channels (``_switch``).
     """
 
     def __init__(self, tier: Tier, header: StreamHeader, out_rate: int | None = None) -> None:
         check_compatible(tier, header)
         self.tier = tier
         self.h = header
+        # The encoder chose the packet size; frame and hop are the tier's (checked).
+        self.framing = Framing(header.frame_size, header.hop_size, header.packet_frames)
         self.out_rate = out_rate or header.original_rate
-        self._ola = [OverlapAdd(tier.framing) for _ in range(header.channels)]
+        self._ola = [OverlapAdd(self.framing) for _ in range(header.channels)]
         self._lpc = [lpc.LPCDecoderState() for _ in range(header.channels)] \
             if tier.lpc else None
         self._layers = max(1, min(header.num_layers, tier.layers))
+        self._mode = sc.LR         # stereo mode of the decoder's memory
         self._pos = 0              # samples emitted at the tier rate (final ones)
         self._expect = 0           # next expected packet sequence number
         self._rs = None if self.out_rate == tier.sample_rate else soxr.ResampleStream(
@@ -264,7 +351,7 @@ class StreamDecoder:
         return np.zeros((0, self.h.channels), np.float32)
 
     def _audio(self, p: Packet) -> np.ndarray:
-        f = self.tier.framing
+        f = self.framing
         start = p.seq * f.packet_hop
         # Frames the encoder cut from this packet's own samples (as in StreamEncoder._drain).
         n_frames = f.frames_for(p.granule - start)
@@ -280,12 +367,16 @@ class StreamDecoder:
         pieces = []
         if start > self._pos:
             pieces.append(self._gap(start - self._pos))
+        mode = sc.split_side(p.side, self.h.channels)[1].mode  # decode_payload checked it
+        if mode != self._mode:
+            self._switch(mode)
         # Only the final packet differs from a full one (its granule is the signal length);
         # its last frame has a flat end.
         last = p.granule != start + f.packet_hop
         out = np.stack([ola.push(frames[c], last) for c, ola in enumerate(self._ola)], axis=1)
         if sets is not None:
             out = self._synthesize(out, sets, n_frames)
+        out = self._to_lr(out)
         if last:
             out = out[: p.granule - start]
         pieces.append(out)
@@ -302,7 +393,26 @@ class StreamDecoder:
         for c, ola in enumerate(self._ola):
             out[: min(n, ola.pending.shape[0]), c] = ola.pending[:n]
             ola.reset()
-        return self._synthesize(out, None, 0) if self._lpc is not None else out
+        return self._to_lr(self._synthesize(out, None, 0) if self._lpc is not None else out)
+
+    def _to_lr(self, x: np.ndarray) -> np.ndarray:
+        """Samples (n, channels) of the coded channels → L/R."""
+        return x if self._mode == sc.LR else np.ascontiguousarray(sc.to_lr(x.T, self._mode).T)
+
+    def _switch(self, mode: int) -> None:
+        """Re-express the linear decoder memory (overlap tails, LPC synthesis and de-emphasis
+        state) in the coded channels of ``mode``. The LPC sets stay with their channel slot,
+        as they do in the encoder."""
+        def conv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return sc.to_coded(sc.to_lr(np.stack([a, b]), self._mode), mode)
+
+        for ola, tail in zip(self._ola, conv(*(o.pending for o in self._ola)), strict=True):
+            ola.pending = tail
+        if self._lpc is not None:
+            a, b = self._lpc
+            a.mem[:], b.mem[:] = conv(a.mem, b.mem)
+            a.de[:], b.de[:] = conv(a.de, b.de)
+        self._mode = mode
 
     def _synthesize(self, res: np.ndarray, sets: np.ndarray | None, n_frames: int
                     ) -> np.ndarray:
@@ -328,7 +438,7 @@ class StreamDecoder:
     def _end(self, p: Packet) -> np.ndarray:
         # A genuine END follows at most `seq` audio packets, and its two lengths agree with
         # the rate ratio; anything else is a forged length that could force huge outputs.
-        f = self.tier.framing
+        f = self.framing
         h = self.h
         expect = None if p.original_samples is None else \
             p.granule * h.original_rate / h.sample_rate
@@ -366,6 +476,7 @@ class StreamDecoder:
             x = np.stack([ola.pending for ola in self._ola], axis=1)
             if self._lpc is not None:
                 x = self._synthesize(x, None, 0)
+            x = self._to_lr(x)
             self._pos += x.shape[0]
         if total is not None:
             if self._pos > total:
@@ -388,9 +499,11 @@ def check_compatible(tier: Tier, h: StreamHeader) -> None:
         raise TierError(f"stream needs tier {h.tier!r} with weights {h.weights_hash}, but the "
                         f"installed {tier.name!r} has {tier.hash}")
     f = tier.framing
-    if (h.sample_rate, h.frame_size, h.hop_size, h.packet_frames) != (
-            tier.sample_rate, f.frame, f.hop, f.packet_frames):
+    if (h.sample_rate, h.frame_size, h.hop_size) != (tier.sample_rate, f.frame, f.hop):
         raise CodecError("stream geometry does not match its tier")
+    if not 1 <= h.packet_frames <= MAX_PACKET_FRAMES:  # the encoder's choice, within bounds
+        raise CodecError(f"stream has {h.packet_frames} frames per packet "
+                         f"(at most {MAX_PACKET_FRAMES})")
     if h.coder != entropy.CODER_ID:
         raise CodecError(f"stream was entropy-coded as {h.coder!r}; this nwc codes "
                          f"{entropy.CODER_ID!r}")
@@ -398,10 +511,12 @@ def check_compatible(tier: Tier, h: StreamHeader) -> None:
         raise CodecError(f"unsupported gain side info ({h.gain_bits} bits)")
 
 
-def encode_array(tier: Tier, pcm: np.ndarray, rate: int, layers: int | None = None
-                 ) -> list[Packet]:
+def encode_array(tier: Tier, pcm: np.ndarray, rate: int, layers: int | None = None,
+                 stereo: str = "auto", side_layers: int | None = None,
+                 packet_frames: int | None = None) -> list[Packet]:
     """Whole-signal helper: (samples, channels) → audio packets (no END packet)."""
-    enc = StreamEncoder(tier, rate, 1 if pcm.ndim == 1 else pcm.shape[1], layers)
+    enc = StreamEncoder(tier, rate, 1 if pcm.ndim == 1 else pcm.shape[1], layers,
+                        stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
     return enc.push(pcm) + enc.finish()
 
 

@@ -14,6 +14,10 @@ The first frame has a flat start and the last a flat end (nothing overlaps them 
 A packet groups ``P`` consecutive frames; packet ``k`` holds frames ``[kP, kP + P)`` and its
 granule (end sample) is ``(k+1)·P·H``, except the last packet whose granule is the signal
 length. Encoding packet ``k`` needs ``F - H`` samples of look-ahead past its granule.
+
+``P`` is the encoder's choice (the stream header records it; a tier only suggests one):
+frames do not depend on it, but the per-packet gain does, and the algorithmic latency is
+``P·H + F − H`` samples (a packet's first sample waits for its last frame).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+# Most frames an encoder may put in a packet (1.9 s at 480/16 kHz, 4x the shipped tiers'):
+# a decoder runs a packet's frames in one forward, so this bounds what a forged header can
+# make it allocate (per channel) to 4x what a default stream needs.
+MAX_PACKET_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,11 @@ class OverlapAdd:
     def pending(self) -> np.ndarray:
         """The overlap samples still waiting for the next frame."""
         return self._tail
+
+    @pending.setter
+    def pending(self, tail: np.ndarray) -> None:
+        # Overlap-add is linear: a stereo decoder re-expresses the tails of L/R in M/S.
+        self._tail = np.asarray(tail, dtype=np.float32).reshape(self.f.overlap).copy()
 
     def reset(self) -> None:
         """Forget the pending tail after lost frames (the next frame fades in from silence)."""

@@ -23,17 +23,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .cascade import Cascade, CascadeConfig
+from .catalog import (  # noqa: F401 - the lookup lives in the torch-free catalog
+    LEGACY_FORMAT,
+    SHIPPED_DIR,
+    TIER_FORMAT,
+    TierError,
+    available,
+    layer_kbps,
+    search_dirs,
+    stream_hash,
+)
 from .entropy import CodeTables
 from .framing import Framing
 from .model import NWCConfig
-
-TIER_FORMAT = "nwc-tier-2"
-LEGACY_FORMAT = "nwc-tier-1"   # one NWC module, no LPC
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-class TierError(RuntimeError):
-    """A tier is missing, damaged or does not match what a stream needs."""
 
 
 @dataclass
@@ -61,10 +63,7 @@ class Tier:
 
     def layer_kbps(self) -> list[float | None]:
         """Measured real bitrate of each layer prefix (1..layers) on the dev set."""
-        per = self.meta.get("dev_layers")
-        if per and len(per) == self.layers:
-            return [m.get("kbps") for m in per]
-        return [None] * (self.layers - 1) + [self.kbps]
+        return layer_kbps(self.meta, self.layers)
 
     @property
     def model_id(self) -> str:
@@ -73,9 +72,7 @@ class Tier:
     @property
     def hash(self) -> str:
         """Identity of weights + tables + framing, as written into stream headers."""
-        h = hashlib.sha256(self.weights_sha256.encode())
-        h.update(json.dumps(self._coding_dict(), sort_keys=True).encode())
-        return h.hexdigest()[:16]
+        return stream_hash(self.weights_sha256, self._coding_dict())
 
     @property
     def symbols_per_second(self) -> float:
@@ -185,26 +182,6 @@ def load_path(json_path: Path) -> Tier:
     tier.weights_sha256 = doc["weights_sha256"]
     tier.legacy = legacy
     return tier
-
-
-def search_dirs() -> list[Path]:
-    env = os.environ.get("NWC_WEIGHTS", "")
-    dirs = [Path(p) for p in env.split(os.pathsep) if p]
-    return dirs + [SHIPPED_DIR]
-
-
-def available() -> dict[str, Path]:
-    """Installed tiers by name (the first folder in the search path wins)."""
-    found: dict[str, Path] = {}
-    for d in search_dirs():
-        for j in sorted(d.glob("*.json")) if d.is_dir() else []:
-            try:
-                doc = json.loads(j.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(doc, dict) and doc.get("format") in (TIER_FORMAT, LEGACY_FORMAT):
-                found.setdefault(str(doc.get("name", j.stem)), j)
-    return found
 
 
 _CACHE: dict[str, Tier] = {}

@@ -433,16 +433,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         if metrics is None and dev:
             metrics = evaluate(t, dev)
         stage = model.stages[0]
+        harp = (stage.skip_enc, stage.skip_dec) if stage.cfg.harp else ()
+        enc_params = count_parameters(stage.encoder) + sum(count_parameters(m) for m in harp[:1])
+        dec_params = count_parameters(stage.decoder) + sum(count_parameters(m) for m in harp[1:])
         t.meta.update({
             "target_kbps": rates[-1] / 1000,
             "target_layer_kbps": [r / 1000 for r in rates],
             "dev": (metrics or [{}])[-1],
             "dev_layers": metrics or [],
-            "parameters": {"encoder": count_parameters(stage.encoder) * n_layers,
-                           "decoder": count_parameters(stage.decoder) * n_layers,
-                           "quantizer": count_parameters(model) - n_layers * (
-                               count_parameters(stage.encoder)
-                               + count_parameters(stage.decoder))},
+            "parameters": {"encoder": enc_params * n_layers, "decoder": dec_params * n_layers,
+                           "quantizer": count_parameters(model)
+                           - n_layers * (enc_params + dec_params)},
             "training": {"steps": step, "minutes": round(elapsed / 60, 1),
                          "cpu_threads": cfg.threads, "world_size": world,
                          "device": str(device), "data": str(cfg.data),

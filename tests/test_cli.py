@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import TIER_NAME, speech_like, write_wav
+from conftest import LPC_TIER_NAME, TIER_NAME, nwc_env, speech_like, write_wav
 from nwc import __version__
 from nwc.codec.api import StreamEncoder, header_for
-from nwc.formats.container import ContainerWriter
+from nwc.formats.container import ContainerReader, ContainerWriter
 
 T = ("--tier", TIER_NAME)
 
@@ -244,6 +247,9 @@ USAGE_ERRORS = [
     ("encode", "a.wav", "o.nwc", "--tag", "novalue"),
     ("encode", "a.wav", "o.nwc", "--tier", "tiny", "--bitrate", "8k"),
     ("decode", "s.nwc", "o.flac", "--bits", "float"),
+    ("encode", "a.wav", "o.nwc", "--packet-frames", "0"),
+    ("encode", "a.wav", "o.nwc", "--packet-frames", "2", "--max-delay", "100"),
+    ("encode", "a.wav", "o.nwc", "--max-delay", "20"),  # under one frame's 32 ms
     ("frobnicate",),
 ]
 
@@ -275,3 +281,86 @@ def test_wav_header_on_stdout_is_streaming(run_nwc, stream) -> None:
     assert out[:4] == b"RIFF" and out[8:16] == b"WAVEfmt "
     assert struct.unpack("<I", out[40:44])[0] == 0xFFFFFFFF  # unknown size: pipe-friendly
     assert len(out) == 44 + 2 * n
+
+
+def _packets(path: Path) -> bytes:
+    """A stream's bytes after its header (a pipe's header has no length, a file's has)."""
+    data = path.read_bytes()
+    return data[14 + struct.unpack("<I", data[6:10])[0]:]
+
+
+@pytest.mark.parametrize("pf", [1, 3])
+def test_packet_frames_round_trip(run_nwc, run_shell, tiny_tier, tmp_path, pf: int) -> None:
+    x = speech_like(1.1, 16000, 1, seed=pf)
+    write_wav(tmp_path / "a.wav", data=x)
+    r = run_nwc("encode", tmp_path / "a.wav", tmp_path / "a.nwc", *T, "--packet-frames", pf)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(run_nwc("info", "--json", tmp_path / "a.nwc").stdout)
+    assert d["packet_frames"] == pf and d["ended"] and d["damaged"] == 0
+    assert d["algorithmic_latency_ms"] == pytest.approx((pf * 480 + 32) / 16)
+    assert d["packets"] == -(-((len(x) - 32 + 479) // 480) // pf)
+    assert f"({pf} frame(s))".encode() in run_nwc("info", tmp_path / "a.nwc").stdout
+    # The CLI writes what the API writes, and a pipe the same packets as a file.
+    pcm = sf.read(str(tmp_path / "a.wav"), dtype="float32", always_2d=True)[0]
+    enc = StreamEncoder(tiny_tier, 16000, 1, packet_frames=pf)
+    with open(tmp_path / "api.nwc", "wb") as f:
+        w = ContainerWriter(f, header_for(tiny_tier, 16000, 1, len(x), packet_frames=pf))
+        for p in enc.push(pcm) + enc.finish():
+            w.write(p)
+        w.write_end(enc.next_seq, enc.coded_samples, enc.input_samples)
+    assert (tmp_path / "api.nwc").read_bytes() == (tmp_path / "a.nwc").read_bytes()
+    r = run_shell(f"cat a.wav | nwc encode - - -t tiny -q --packet-frames {pf} > p.nwc"
+                  " && nwc decode p.nwc p.wav -q && nwc decode a.nwc b.wav -q", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _packets(tmp_path / "p.nwc") == _packets(tmp_path / "a.nwc")
+    assert (tmp_path / "p.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert sf.info(str(tmp_path / "b.wav")).frames == len(x)
+
+
+def test_max_delay_picks_the_packet_size(run_nwc, tmp_path) -> None:
+    write_wav(tmp_path / "a.wav", 0.5)
+    for ms, pf in (("100", 3), ("482", 16), ("5000", 16), ("32", 1)):
+        r = run_nwc("encode", tmp_path / "a.wav", tmp_path / "a.nwc", *T, "--max-delay", ms,
+                    "-f", "-q")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(run_nwc("info", "--json", tmp_path / "a.nwc").stdout)[
+            "packet_frames"] == pf, ms
+
+
+def test_truncate_keeps_packet_frames(run_nwc, tmp_path) -> None:
+    write_wav(tmp_path / "a.wav", 0.9, seed=5)
+    lpc = ("-t", LPC_TIER_NAME, "--packet-frames", "3", "-q")
+    assert run_nwc("encode", tmp_path / "a.wav", tmp_path / "full.nwc", *lpc).returncode == 0
+    assert run_nwc("encode", tmp_path / "a.wav", tmp_path / "one.nwc", *lpc,
+                   "--layers", "1").returncode == 0
+    r = run_nwc("truncate", tmp_path / "full.nwc", tmp_path / "cut.nwc", "--bitrate", "2.5k")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cut.nwc").read_bytes() == (tmp_path / "one.nwc").read_bytes()
+    d = json.loads(run_nwc("info", "--json", tmp_path / "cut.nwc").stdout)
+    assert (d["packet_frames"], d["num_layers"]) == (3, 1)
+    assert run_nwc("decode", tmp_path / "cut.nwc", tmp_path / "cut.wav", "-q").returncode == 0
+    assert sf.info(str(tmp_path / "cut.wav")).frames == sf.info(str(tmp_path / "a.wav")).frames
+
+
+def test_stream_header_comes_before_any_audio(weights_dir, tmp_path) -> None:
+    """`nwc encode - -` writes its header once it knows the input format (here from --raw),
+    before any audio arrives: a live pipe learns the stream's shape at once."""
+    p = subprocess.Popen([sys.executable, "-m", "nwc", "encode", "--raw", "-", "-", *T, "-q",
+                          "--packet-frames", "1"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=nwc_env(weights_dir))
+    try:
+        ready, _, _ = select.select([p.stdout], [], [], 60)
+        assert ready, "no header within 60 s"
+        head = os.read(p.stdout.fileno(), 4)
+        assert head == b"\x89NWC"
+        pcm = (speech_like(0.2, seed=3)[:, 0] * 32767).astype("<i2").tobytes()
+        out, err = p.communicate(pcm, timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    (tmp_path / "s.nwc").write_bytes(head + out)
+    with open(tmp_path / "s.nwc", "rb") as f:
+        r = ContainerReader(f)
+        assert r.header.packet_frames == 1 and r.header.total_samples is None
+        assert sum(1 for _ in r) == -(-(3200 - 32) // 480) + 1  # one packet a frame, and END

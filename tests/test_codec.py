@@ -463,3 +463,63 @@ def test_tier_hash_covers_tables(tiny_tier) -> None:
                     state=tiny_tier.model.state_dict())
     t.weights_sha256 = tiny_tier.weights_sha256
     assert t.hash != tiny_tier.hash
+
+
+# --------------------------------------------------------------------------- packet size
+
+
+@pytest.mark.parametrize("lpc", [False, True])
+@pytest.mark.parametrize("pf", [1, 3, 40])
+def test_packet_frames_streams_and_round_trips(tiny_tier, lpc_tier, lpc: bool, pf: int) -> None:
+    t = lpc_tier if lpc else tiny_tier
+    x = speech_like(1.37, 16000, 1, seed=pf)
+    whole = encode_array(t, x, 16000, packet_frames=pf)
+    enc = StreamEncoder(t, 16000, 1, packet_frames=pf)
+    chunked, rng, i = [], np.random.default_rng(pf), 0
+    while i < len(x):  # any chunking gives the same packets
+        n = int(rng.integers(1, 3000))
+        chunked += enc.push(x[i:i + n])
+        i += n
+    chunked += enc.finish()
+    assert [p.__dict__ for p in chunked] == [p.__dict__ for p in whole]
+    f = t.framing
+    assert len(whole) == math.ceil(f.frames_for(len(x)) / pf)
+    assert [p.granule for p in whole[:-1]] == [(k + 1) * pf * f.hop for k in range(len(whole) - 1)]
+    h = api.header_for(t, 16000, 1, len(x), packet_frames=pf)
+    assert (h.packet_frames, h.weights_hash) == (pf, t.hash)  # the tier's identity is unchanged
+    y = decode_packets(t, h, whole + [end_packet(whole, enc.coded_samples, len(x))])
+    assert y.shape == (len(x), 1) and np.isfinite(y).all()
+    # Same frames, same codes: only the per-packet gains (and LPC packet edges) differ, so
+    # the decoded signal stays close to the default packet size's.
+    ref = decode_packets(t, api.header_for(t, 16000, 1, len(x)), encode_array(t, x, 16000))
+    assert np.corrcoef(y[:, 0], ref[:, 0])[0, 1] > 0.8
+
+
+def test_packet_frames_limits(tiny_tier) -> None:
+    from nwc.codec.framing import MAX_PACKET_FRAMES
+
+    for bad in (0, MAX_PACKET_FRAMES + 1):
+        with pytest.raises(CodecError, match="packet_frames"):
+            StreamEncoder(tiny_tier, 16000, 1, packet_frames=bad)
+    default = encode_array(tiny_tier, speech_like(0.7), 16000)
+    assert encode_array(tiny_tier, speech_like(0.7), 16000,
+                        packet_frames=tiny_tier.framing.packet_frames) == default
+    h = api.header_for(tiny_tier, 16000, 1, 100, packet_frames=MAX_PACKET_FRAMES)
+    StreamDecoder(tiny_tier, h)  # any encoder-chosen packet size is accepted ...
+    h.packet_frames = MAX_PACKET_FRAMES + 1  # ... up to the bound a forged header could exceed
+    with pytest.raises(CodecError, match="frames per packet"):
+        StreamDecoder(tiny_tier, h)
+
+
+def test_catalog_describes_tiers_without_loading_them(tiny_tier, lpc_tier) -> None:
+    from nwc.codec import catalog
+
+    for t in (tiny_tier, lpc_tier):
+        info = catalog.info(t.name)
+        assert (info.hash, info.layers, info.framing, info.sample_rate, info.model_id) == (
+            t.hash, t.layers, t.framing, t.sample_rate, t.model_id)
+        assert info.layer_kbps() == t.layer_kbps()
+        assert catalog.header_for(info, 44100, 2, 7) == api.header_for(t, 44100, 2, 7)
+        catalog.check_weights(info)
+    for path in sorted(tiers.SHIPPED_DIR.glob("*.json")):  # legacy and cascade formats
+        assert catalog.read(path).hash == tiers.load_path(path).hash, path.name

@@ -136,6 +136,7 @@ class _Passthrough(torch.nn.Module):
         self.lsf = real.lsf
         self.stash: list[np.ndarray] = []
         self.code_steps = real.code_steps
+        self.symbol_channels = real.symbol_channels
 
     def encode_frames(self, frames: np.ndarray, n: int) -> list[np.ndarray]:
         self.stash.append(frames.copy())

@@ -165,7 +165,7 @@ def test_speed_bench_quick(weights_dir, tmp_path) -> None:
     if not (shutil.which("opusenc") and shutil.which("opusdec")):
         args.append("--no-opus")
     env = nwc_env(weights_dir)
-    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120,
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     text = md.read_text()
@@ -174,3 +174,98 @@ def test_speed_bench_quick(weights_dir, tmp_path) -> None:
     assert "algorithmic latency ms" in text and "GFLOP per audio s" in text
     assert "| nwc tiny | 482.0 |" in text  # 16 x 480 + 32 samples at 16 kHz
     assert not [p for p in os.listdir(ROOT) if p.startswith("speech-")]  # nothing in the repo
+    # The all-systems table: every available anchor next to nwc, with its ratio to Opus.
+    assert "| system (1 thread) | kbps | audio |" in text
+    assert text.count("| nwc tiny |") >= 3  # speed, all systems, latency tables
+    if shutil.which("opusenc") and shutil.which("opusdec"):
+        assert "| Opus VBR 16k | 16 | 3 s |" in text
+        assert "| 1.00 | 1.00 |" in text  # Opus against itself
+    speed = _speed_module()
+    for a in speed.quality.ALL_ANCHORS:
+        if a != "opus" and speed.quality.anchor_unavailable(a) is None:
+            s = speed.pick_rungs(speed.quality.anchor_systems(a), [16.0])[0]
+            assert f"| {s.label} | {s.nominal_kbps:g} | 3 s |" in text, a
+
+
+# --------------------------------------------------------------------------------------
+# bench/speed.py's anchor timing (bench/quality.py's systems), on tiny clips
+
+
+def _speed_module():
+    """bench/speed.py as a module (it imports bench/quality.py beside it)."""
+    bench = str(ROOT / "bench")
+    old_policy = os.environ.get("OMP_WAIT_POLICY")
+    sys.path.insert(0, bench)
+    try:
+        import speed
+    finally:
+        sys.path[:] = [p for p in sys.path if p != bench]
+        if old_policy is None:  # speed.py sets it for its own runs, not for this process
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    return speed
+
+
+def test_anchor_choice_and_option_parsing() -> None:
+    speed = _speed_module()
+    q = speed.quality
+
+    def picked(anchor: str) -> list[str]:
+        return [s.mode for s in speed.pick_rungs(q.anchor_systems(anchor), [16.0, 24.0])]
+
+    assert picked("amrwb") == ["mode 4", "mode 8"]  # 15.85 and 23.85 kbps
+    assert picked("opus") == ["VBR 16k", "VBR 24k"]
+    assert picked("speex") == ["q4", "q6"]  # 12.8 and 20.6: nothing nearer on the ladder
+    assert picked("codec2") == ["3200"]  # the top of its ladder, once
+    assert picked("g722") == ["64k"]
+    assert picked("lc3") == ["10 ms 16k", "10 ms 24k"]
+    assert speed.parse_anchors("all") == list(q.ALL_ANCHORS)
+    assert speed.parse_anchors("none") == []
+    assert speed.parse_anchors("MP3, opus,mp3") == ["mp3", "opus"]
+    assert speed.parse_anchors("all", no_opus=True) == [a for a in q.ALL_ANCHORS if a != "opus"]
+    with pytest.raises(SystemExit, match="unknown anchor"):
+        speed.parse_anchors("opus,flac")
+
+
+def test_peak_rss_parsing(tmp_path) -> None:
+    speed = _speed_module()
+    rss = speed.PeakRSS()
+    # What /usr/bin/time -f %M -o FILE writes for a command that failed, then for one that ran.
+    Path(rss.path).write_text("Command exited with non-zero status 1\n2048\n")
+    assert rss.mb() == 2.0 and not Path(rss.path).exists()
+    empty = speed.PeakRSS()
+    assert np.isnan(empty.mb())
+
+
+@pytest.mark.parametrize("anchor", ["amrwb", "opus", "speex", "codec2", "mp3", "lc3", "aac",
+                                    "g722", "vorbis"])
+def test_anchor_timing_on_a_tiny_clip(tmp_path, anchor: str) -> None:
+    speed = _speed_module()
+    why = speed.quality.anchor_unavailable(anchor)
+    if why:
+        pytest.skip(why)
+    x = speech_like(1.0, seed=4)[:, 0]
+    pcm = speed.pcm16(x)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, data=pcm)
+    (system,) = speed.pick_rungs(speed.quality.anchor_systems(anchor), [16.0])
+    r = speed.anchor_run(system, wav, pcm, tmp_path / "work", reps=1)
+    for step in ("enc", "dec"):
+        assert r[step].rc == 0 and r[step].wall_s > 0
+        if speed.TIME:  # peak RSS parsed from /usr/bin/time
+            assert 0.5 < r[step].rss_mb < 2000, (step, r[step].rss_mb)
+    in_process = anchor == "amrwb"  # ctypes in this process: also timed warm
+    assert (r["warm_enc"] is not None) == in_process == (r["warm_dec"] is not None)
+    assert r["bytes"] == r["stream"].stat().st_size > 0
+    assert 0.3 * system.nominal_kbps < r["bytes"] * 8 / 1000 < 8 * system.nominal_kbps
+    # Its row in the all-systems table, against a fake Opus run at half its speed.
+    opus = {16.0: dict(r, system=speed.quality.opus_system(16), warm_enc=None, warm_dec=None,
+                       enc=speed.Proc(2 * r["enc"].wall_s, 3.0, 0),
+                       dec=speed.Proc(2 * r["dec"].wall_s, 3.0, 0))}
+    opus_row, row = speed.all_systems_rows("1 s", 1.0, [], opus, [r])
+    assert opus_row[0] == "Opus VBR 16k" and opus_row[10:] == ["1.00", "1.00"]
+    assert row[:3] == [system.label, f"{system.nominal_kbps:g}", "1 s"]
+    assert len(row) == 12
+    assert row[10].startswith("2.00") and row[11].startswith("2.00")
+    assert ("(warm " in row[10]) == in_process
+    (row,) = speed.all_systems_rows("1 s", 1.0, [], {}, [r])  # no Opus in the run
+    assert row[10:] == ["–", "–"]
