@@ -14,15 +14,23 @@ from nwc.codec import tier as tiers
 SHIPPED = sorted(p.stem for p in tiers.SHIPPED_DIR.glob("*.json"))
 
 
-def test_speech_tiers_are_shipped() -> None:
-    assert {"speech-16k", "speech-24k"} <= set(SHIPPED)
+def test_speech_and_music_tiers_are_shipped() -> None:
+    assert {"speech-16k", "speech-24k", "music"} <= set(SHIPPED)
+    music = tiers.load_path(tiers.SHIPPED_DIR / "music.json")
+    # The 44.1 kHz ladder: one rung per layer, rising, about 48/64/96/128 kbps.
+    kbps = [m["kbps"] for m in music.meta["dev_layers"]]
+    assert music.sample_rate == 44100 and music.layers == 4 and kbps == sorted(kbps)
+    assert all(abs(k - t) / t < 0.12 for k, t in zip(kbps, (48, 64, 96, 128), strict=True))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_tier_loads_and_records_measurements(name: str) -> None:
     t = tiers.load_path(tiers.SHIPPED_DIR / f"{name}.json")
     dev = t.meta["dev"]
-    assert dev["kbps"] > 0 and 1.0 <= dev["pesq_wb"] <= 4.7 and 0 < dev["stoi"] <= 1
+    if t.sample_rate == 16000:  # speech tiers: PESQ-WB and STOI
+        assert dev["kbps"] > 0 and 1.0 <= dev["pesq_wb"] <= 4.7 and 0 < dev["stoi"] <= 1
+    else:  # general-audio tiers: ViSQOL (audio mode) and SI-SNR
+        assert dev["kbps"] > 0 and 1.0 <= dev["visqol"] <= 5.0 and dev["si_snr"] > 5.0
     # Rate control lands near the target (the greedy layered tier overshot its 24k top layer
     # by 10 % in its 18 minutes; README says so).
     assert abs(dev["kbps"] - t.meta["target_kbps"]) / t.meta["target_kbps"] < 0.12
