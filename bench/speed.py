@@ -12,6 +12,9 @@ corpus folder, concatenated into a temporary folder), it measures:
 * live latency: a WAV fed at real-time pace through ``nwc encode - - | nwc decode - -``,
   time from feeding a sample to hearing it (first sample of the first packet, and the worst
   sample in steady state), against the algorithmic latency of the framing;
+* the same per packet size (``--packet-frames``, default 1,2,4,8,16): first byte and first
+  packet from a cold start, and a live encoder's packets against when their first and their
+  last needed sample went in;
 * FLOPs per audio second of each network (conv/matmul MACs x 2, from the modules' shapes),
   against this machine's measured 1-thread matmul rate;
 * Opus (``opusenc``/``opusdec``, at the tier's nominal bitrate) on the same files in the same
@@ -22,7 +25,8 @@ corpus folder, concatenated into a temporary folder), it measures:
 
 ``--memory-hours H`` instead streams a long synthetic talk (corpus speech repeated) through
 ``nwc encode - - | nwc decode - -`` and reports each process's peak RSS at 10 minutes and at
-H hours: flat memory in input length.
+H hours: flat memory in input length; it also codes the same audio file to file and checks
+that the piped encoder wrote the same packets.
 
 Usage::
 

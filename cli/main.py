@@ -276,6 +276,7 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
 
         enc = StreamEncoder(_load_tier(t, threads), src.rate, src.channels, layers,
                             stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
+        enc.warm_up()  # before the audio: a live stream's first packet is not held up
         start = time.perf_counter()
         prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
         for block in src.blocks:
@@ -345,6 +346,7 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
         h = reader.header
         t = tiers.load(h.tier)
         dec = StreamDecoder(t, h, rate)
+        dec.warm_up()  # before the packets: a live stream's first audio is not held up
         out_rate = dec.out_rate
         start = time.perf_counter()
         prog = _Progress(h.duration, quiet, "decode")

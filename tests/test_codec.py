@@ -523,3 +523,18 @@ def test_catalog_describes_tiers_without_loading_them(tiny_tier, lpc_tier) -> No
         catalog.check_weights(info)
     for path in sorted(tiers.SHIPPED_DIR.glob("*.json")):  # legacy and cascade formats
         assert catalog.read(path).hash == tiers.load_path(path).hash, path.name
+
+
+def test_warm_up_changes_nothing(tiny_tier, lpc_tier) -> None:
+    for t in (tiny_tier, lpc_tier):
+        for ch in (1, 2):
+            x = speech_like(0.9, 16000, ch, seed=ch)
+            ref = encode_array(t, x, 16000, packet_frames=2)
+            enc = StreamEncoder(t, 16000, ch, packet_frames=2)
+            enc.warm_up()
+            assert enc.push(x) + enc.finish() == ref
+            h = api.header_for(t, 16000, ch, len(x), packet_frames=2)
+            dec = StreamDecoder(t, h)
+            dec.warm_up()
+            y = np.concatenate([dec.push(p) for p in ref] + [dec.finish()])
+            assert np.array_equal(y, decode_packets(t, h, ref))
