@@ -412,12 +412,17 @@ def amrwb_system(mode: int) -> System:
     return System("AMR-WB", f"mode {mode}", amrwb.MODE_KBPS[mode], plan)
 
 
-def opus_system(kbps: int) -> System:
+def opus_system(kbps: int, rate: int = SR,
+                reader: Callable[[Path], np.ndarray] | None = None) -> System:
+    """Opus at ``kbps``, decoded at ``rate`` (Opus itself codes at 48 kHz: opusenc resamples
+    the input, opusdec resamples back)."""
+    read = reader or read_audio
+
     def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
         enc, dec = work / "out.opus", work / "out.wav"
         return Coding(steps(["opusenc", "--quiet", "--bitrate", str(kbps), str(ref_wav), str(enc)]),
-                      steps(["opusdec", "--quiet", "--rate", str(SR), str(enc), str(dec)]),
-                      enc, lambda: read_audio(dec))
+                      steps(["opusdec", "--quiet", "--rate", str(rate), str(enc), str(dec)]),
+                      enc, lambda: read(dec))
 
     return System("Opus", f"VBR {kbps}k", float(kbps), plan)
 
@@ -537,14 +542,7 @@ def mp3_music_system(kbps: int, abr: bool = False) -> System:
 
 
 def opus_music_system(kbps: int) -> System:
-    # Opus codes at 48 kHz: opusenc resamples the 44.1 kHz input, opusdec resamples back.
-    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
-        enc, dec = work / "out.opus", work / "out.wav"
-        return Coding(steps(["opusenc", "--quiet", "--bitrate", str(kbps), str(ref_wav), str(enc)]),
-                      steps(["opusdec", "--quiet", "--rate", str(MUSIC_SR), str(enc), str(dec)]),
-                      enc, lambda: read_music(dec))
-
-    return System("Opus", f"VBR {kbps}k", float(kbps), plan)
+    return opus_system(kbps, MUSIC_SR, read_music)
 
 
 def aac_music_system(kbps: int) -> System:

@@ -606,7 +606,8 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, re
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, ramp_start,
           eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
-    from ..codec.train import TrainConfig, parse_bitrate
+    from ..codec.catalog import parse_bitrate
+    from ..codec.train import TrainConfig
     from ..codec.train import train as run
 
     try:

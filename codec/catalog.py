@@ -129,15 +129,31 @@ class TierInfo:
         return layer_kbps(self.meta, self.layers)
 
 
-def read(json_path: Path) -> TierInfo:
-    """Describe one tier from its JSON file (the weights file is neither read nor checked)."""
-    json_path = Path(json_path)
+def read_doc(json_path: Path) -> dict:
+    """A tier's JSON document, after checking it is one (its contents are not checked)."""
     try:
-        doc = json.loads(json_path.read_text())
+        doc = json.loads(Path(json_path).read_text())
     except (OSError, ValueError) as e:
         raise TierError(f"cannot read tier file {json_path}: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") not in (TIER_FORMAT, LEGACY_FORMAT):
-        raise TierError(f"{json_path} is not an nwc tier")
+        fmt = doc.get("format") if isinstance(doc, dict) else None
+        raise TierError(f"{json_path} is not an nwc tier (format {fmt!r})")
+    return doc
+
+
+def find(name: str) -> Path:
+    """The JSON file of an installed tier."""
+    tiers = available()
+    if name not in tiers:
+        have = ", ".join(sorted(tiers)) or "none"
+        raise TierError(f"tier {name!r} is not installed (installed: {have})")
+    return tiers[name]
+
+
+def read(json_path: Path) -> TierInfo:
+    """Describe one tier from its JSON file (the weights file is neither read nor checked)."""
+    json_path = Path(json_path)
+    doc = read_doc(json_path)
     try:
         fr = doc["framing"]
         framing = Framing(int(fr["frame"]), int(fr["hop"]), int(fr["packet_frames"]))
@@ -161,11 +177,7 @@ def read(json_path: Path) -> TierInfo:
 
 def info(name: str) -> TierInfo:
     """Describe an installed tier by name."""
-    tiers = available()
-    if name not in tiers:
-        have = ", ".join(sorted(tiers)) or "none"
-        raise TierError(f"tier {name!r} is not installed (installed: {have})")
-    return read(tiers[name])
+    return read(find(name))
 
 
 def packet_framing(tier: TierLike, packet_frames: int | None) -> Framing:

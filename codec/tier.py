@@ -29,7 +29,9 @@ from .catalog import (  # noqa: F401 - the lookup lives in the torch-free catalo
     TIER_FORMAT,
     TierError,
     available,
+    find,
     layer_kbps,
+    read_doc,
     search_dirs,
     stream_hash,
 )
@@ -150,12 +152,7 @@ def build(name: str, sample_rate: int, framing: Framing, config: CascadeConfig |
 def load_path(json_path: Path) -> Tier:
     """Load one tier from its JSON file; checks the format, the hash and every tensor."""
     json_path = Path(json_path)
-    try:
-        doc = json.loads(json_path.read_text())
-    except (OSError, ValueError) as e:
-        raise TierError(f"cannot read tier file {json_path}: {e}") from None
-    if doc.get("format") not in (TIER_FORMAT, LEGACY_FORMAT):
-        raise TierError(f"{json_path} is not an nwc tier (format {doc.get('format')!r})")
+    doc = read_doc(json_path)
     weights = json_path.with_suffix(".safetensors")
     try:
         raw = weights.read_bytes()
@@ -191,11 +188,7 @@ def load(name: str) -> Tier:
     """Load an installed tier by name (cached per process)."""
     if name in _CACHE:
         return _CACHE[name]
-    tiers = available()
-    if name not in tiers:
-        have = ", ".join(sorted(tiers)) or "none"
-        raise TierError(f"tier {name!r} is not installed (installed: {have})")
-    tier = load_path(tiers[name])
+    tier = load_path(find(name))
     _CACHE[name] = tier
     return tier
 

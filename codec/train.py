@@ -92,16 +92,6 @@ class TrainConfig:
     packet_frames: int = 16
 
 
-def parse_bitrate(text: str) -> float:
-    """'16k' → 16000.0, '24000' → 24000.0."""
-    t = text.strip().lower().removesuffix("bps").removesuffix("b")
-    mult = 1000.0 if t.endswith("k") else 1.0
-    value = float(t.rstrip("k")) * mult
-    if not 500 <= value <= 1_000_000:
-        raise ValueError(f"bitrate {text!r} out of range (0.5k to 1000k)")
-    return value
-
-
 def overlap_add(frames: torch.Tensor, framing: Framing) -> torch.Tensor:
     """(B, n, frame) decoded frames → (B, span) with the decoder's synthesis windows."""
     b, n, _ = frames.shape

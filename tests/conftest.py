@@ -89,6 +89,14 @@ LPC_TIER_NAME = "tiny-lpc"
 
 def build_tiny_lpc_tier(name: str = LPC_TIER_NAME, seed: int = 1):
     """A random-initialised two-layer LPC cascade with tables fit to its own symbols."""
+    return build_tiny_cascade(name, seed, lpc=True,
+                              meta={"dev": {"kbps": 3.0},
+                                    "dev_layers": [{"kbps": 2.0}, {"kbps": 3.0}],
+                                    "target_kbps": 3.0})
+
+
+def build_tiny_cascade(name: str, seed: int, lpc: bool = False, meta: dict | None = None):
+    """A random-initialised two-stage tiny cascade with tables fit to its own symbols."""
     from nwc.codec.cascade import Cascade, CascadeConfig
     from nwc.codec.data import PacketSampler
     from nwc.codec.framing import Framing
@@ -97,7 +105,7 @@ def build_tiny_lpc_tier(name: str = LPC_TIER_NAME, seed: int = 1):
     from nwc.codec.train import code_tables
 
     torch.manual_seed(seed)
-    cfg = CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=2, lpc=True)
+    cfg = CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=2, lpc=lpc)
     model = Cascade(cfg).eval()
     with torch.no_grad():
         for stage in model.stages:
@@ -107,9 +115,19 @@ def build_tiny_lpc_tier(name: str = LPC_TIER_NAME, seed: int = 1):
     sampler = PacketSampler([speech_like(4.0, 16000, 1, seed=seed + 100)[:, 0]], framing)
     tables, lsf_tables = code_tables(model, sampler, torch.device("cpu"), 16000, n_packets=32)
     return build(name, 16000, framing, cfg, tables, state=model.state_dict(),
-                 lsf_tables=lsf_tables,
-                 meta={"dev": {"kbps": 3.0}, "dev_layers": [{"kbps": 2.0}, {"kbps": 3.0}],
-                       "target_kbps": 3.0})
+                 lsf_tables=lsf_tables, meta=meta)
+
+
+@pytest.fixture(scope="module")
+def quality():
+    """bench/quality.py imported as a module (bench/ is scripts, not a package)."""
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        import quality as q
+    finally:
+        sys.path.remove(bench)
+    return q
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from nwc.cli.main import cli
 from nwc.codec import metrics
 
 RATE = 16000
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 have_metrics = not metrics.missing_packages()
 needs_metrics = pytest.mark.skipif(not have_metrics, reason='needs pip install "nwc[eval]"')
 
@@ -257,16 +256,6 @@ def test_encode_verify(tiny_tier, tmp_path) -> None:
 
 # --------------------------------------------------------------------------------------
 # bench/quality.py: parsing and the anchor wrappers (skipped where a tool is absent)
-
-
-@pytest.fixture(scope="module")
-def quality():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import quality as q
-    finally:
-        sys.path.remove(str(BENCH))
-    return q
 
 
 FFMPEG_ENCODERS_SAMPLE = """Encoders:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,19 +16,8 @@ import torch
 from conftest import TINY_CONFIG, build_tiny_tier, speech_like, write_wav
 from nwc.codec import metrics
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 RATE = 44100
 MUSIC_TIER = "tiny-music"
-
-
-@pytest.fixture(scope="module")
-def quality():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import quality as q
-    finally:
-        sys.path.remove(str(BENCH))
-    return q
 
 
 def build_tiny_music_tier(name: str = MUSIC_TIER, seed: int = 3):

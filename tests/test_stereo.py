@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import LPC_TIER_NAME, TINY_CONFIG, nwc_env, speech_like, write_wav
+from conftest import LPC_TIER_NAME, TINY_CONFIG, build_tiny_cascade, nwc_env, speech_like, write_wav
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nwc.codec import api, lpc
@@ -69,24 +69,7 @@ def reference_decode(tier, packets: list[Packet], total: int) -> np.ndarray:
 @pytest.fixture(scope="session")
 def layered_tier(weights_dir):
     """A two-stage tiny cascade without LPC (tables fit to its own symbols)."""
-    from nwc.codec.cascade import Cascade, CascadeConfig
-    from nwc.codec.data import PacketSampler
-    from nwc.codec.framing import Framing
-    from nwc.codec.model import NWCConfig
-    from nwc.codec.tier import build
-    from nwc.codec.train import code_tables
-
-    torch.manual_seed(3)
-    cfg = CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=2)
-    model = Cascade(cfg).eval()
-    with torch.no_grad():
-        for stage in model.stages:
-            stage.encoder[-1].weight.mul_(16.0)
-            stage.encoder[-1].bias.zero_()
-    framing = Framing()
-    sampler = PacketSampler([speech_like(4.0, 16000, 1, seed=103)[:, 0]], framing)
-    tables, _ = code_tables(model, sampler, torch.device("cpu"), 16000, n_packets=32)
-    return build("tiny-layered", 16000, framing, cfg, tables, state=model.state_dict())
+    return build_tiny_cascade("tiny-layered", seed=3)
 
 
 # --------------------------------------------------------------------------- side info
