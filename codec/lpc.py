@@ -299,6 +299,46 @@ def residual_torch(x_ext: torch.Tensor, sets: torch.Tensor, idx: torch.Tensor) -
     return (win * sets[:, idx, :]).sum(-1)
 
 
+SYNTH_IR = 512  # samples of 1/Â(z) kept by the training loss's synthesis (poles decay long before)
+
+
+def synthesis_responses(a: torch.Tensor, length: int = SYNTH_IR) -> torch.Tensor:
+    """Impulse responses (..., length) of the decoder's synthesis path 1/Â(z) then de-emphasis,
+    one per coefficient set ``a`` (..., ORDER+1); differentiable in ``a`` (and so in the LSFs).
+
+    Computed by frequency sampling at 4·length points: the stabilized filters' responses decay
+    far below the aliasing level within ``length`` samples."""
+    n_fft = 4 * length
+    den = torch.fft.rfft(a, n_fft) * torch.fft.rfft(a.new_tensor([1.0, -PREEMPH]), n_fft)
+    return torch.fft.irfft(1.0 / den, n_fft)[..., :length]
+
+
+def synthesize_torch(e: torch.Tensor, h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Differentiable time-varying synthesis from zero state, for the training loss.
+
+    ``e`` (B, n) excitation, ``h`` (B, S, L) responses of ``synthesis_responses``, ``idx`` (n,)
+    the set per sample (``set_index``). Sample t excites its own set's response; the decoder's
+    recursion instead switches the filter under a running state, so the two differ only in
+    the short transients at set switches, which is close enough for a loss and keeps the
+    graph one FFT convolution deep instead of n sequential steps."""
+    b, n = e.shape
+    s, length = h.shape[1], h.shape[2]
+    onehot = torch.nn.functional.one_hot(idx, s).to(e.dtype).T       # (S, n)
+    parts = e[:, None, :] * onehot                                    # (B, S, n)
+    n_fft = 1 << (n + length - 1).bit_length()
+    y = torch.fft.irfft(torch.fft.rfft(parts, n_fft) * torch.fft.rfft(h, n_fft), n_fft)
+    return y[..., :n].sum(1)
+
+
+def highpass(x: np.ndarray) -> np.ndarray:
+    """The pre-processing high-pass alone (no pre-emphasis): the signal an LPC tier's decoder
+    reproduces, rows filtered independently from zero state."""
+    x2 = np.atleast_2d(np.asarray(x, np.float64))
+    out = np.stack([_highpass_preemph(np.ascontiguousarray(row), HP_B, HP_A,
+                                      np.zeros(3), 0.0) for row in x2])
+    return out.reshape(np.shape(x))
+
+
 def log_spectral_distortion(a_ref: torch.Tensor, a_q: torch.Tensor, n_fft: int = 256
                             ) -> torch.Tensor:
     """Mean squared log-spectral distance (dB²) between LPC envelopes 1/A (batched)."""

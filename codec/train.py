@@ -13,8 +13,10 @@ mask), on 512-sample frames of the overlap-added packet.
 where ``bits_k`` is layer k's differentiable rate estimate (its stage's codes, plus the LSFs in
 the base layer of an LPC tier, whose quantizer also pays ``w_lsd`` · log-spectral distortion).
 With LPC the packets are the LPC residual of the pre-processed signal, computed with the
-quantized filters inside the graph, and the error is measured there (prior-art §C–D): white
-error in the residual comes out of the synthesis filter shaped like the speech envelope.
+quantized filters inside the graph; the stages code the residual, but the error is measured
+after the synthesis filter and de-emphasis (``lpc.synthesize_torch``), in the signal the
+decoder outputs, so the loss sees what a listener hears and its gradient reaches the LSF
+quantizer through the filter as well as through the rate (prior-art §C–D).
 Each λ_k is driven by its own controller toward a target number of bits per symbol; the
 target starts high and ramps down to the bitrate's value (a sudden drop destroys quality:
 prototype-lessons §2), and it is corrected after every dev evaluation by the ratio of the
@@ -162,7 +164,14 @@ def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate
     r = lpc.residual_torch(x_ext, aq.reshape(b, p + 1, -1), idx)
     g = np.array([gain_value(gain_code(row)) for row in r.detach().cpu().numpy()], np.float32)
     r = r / torch.from_numpy(g)[:, None].to(device)
-    return r, {"lsf_bits": bits, "lsd": lsd, "lsf": lsf}
+    # What the decoder reproduces (the high-passed input), normalised by its own gain, and the
+    # synthesis path that takes residual error there: the loss is measured in that domain.
+    sig = lpc.highpass(raw)[:, LPC_WARM:]
+    g_sig = np.array([gain_value(gain_code(row)) for row in sig], np.float32)
+    return r, {"lsf_bits": bits, "lsd": lsd, "lsf": lsf, "idx": idx,
+               "synth": lpc.synthesis_responses(aq.reshape(b, p + 1, -1)),
+               "sig": torch.from_numpy((sig / g_sig[:, None]).astype(np.float32)).to(device),
+               "ratio": torch.from_numpy(g / g_sig)[:, None].to(device)}
 
 
 def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
@@ -473,7 +482,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         dist_loss = seg.new_zeros(())
         for k in range(frozen, n_layers):
             rec = overlap_add(out.recs[k].reshape(cfg.batch, -1, framing.frame), framing)
-            d = time_mse(rec, seg) + cfg.w_mel * mel_distance(rec, seg, cfg.sample_rate)
+            ref = seg
+            if "synth" in extra:  # LPC: the residual's error through the synthesis filter
+                ref = extra["sig"]
+                err = lpc.synthesize_torch(rec - seg, extra["synth"], extra["idx"])
+                rec = ref + err * extra["ratio"]
+            d = time_mse(rec, ref) + cfg.w_mel * mel_distance(rec, ref, cfg.sample_rate)
             if mask is not None:
                 rec_fr = rec.unfold(1, PSY_FFT, PSY_FFT // 2)
                 d = d + cfg.w_pw * priority_weighted_loss(rec_fr, ref_fr, mask) \

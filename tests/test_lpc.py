@@ -104,6 +104,38 @@ def test_synthesis_inverts_analysis_across_set_switches() -> None:
     np.testing.assert_allclose(y[1:] - lpc.PREEMPH * y[:-1], x[1:length], atol=1e-5)
 
 
+def test_training_synthesis_matches_the_decoder_and_has_gradients() -> None:
+    """The loss's FFT synthesis equals the decoder's recursion for one set, stays close across
+    set switches, and passes gradients to the LPC coefficients."""
+    x = lpc.preprocess(speech_like(0.6, seed=3)[:, 0].astype(np.float64))
+    p, n = 16, 16 * 480 + 32
+    a = lpc.lsf_to_lpc(lpc.stabilize(lpc.lpc_to_lsf(lpc.lpc_analysis(
+        np.stack([x[j * 480: j * 480 + 512] for j in range(p + 1)])))))
+    e = np.random.default_rng(0).standard_normal(n)
+    a_t = torch.tensor(a[None], dtype=torch.float64, requires_grad=True)
+    h = lpc.synthesis_responses(a_t)
+
+    def snr_db(idx: np.ndarray) -> float:
+        ref = lpc.LPCDecoderState().synthesize(e, a, idx).astype(np.float64)
+        y = lpc.synthesize_torch(torch.from_numpy(e[None]), h.detach(),
+                                 torch.from_numpy(idx))[0].numpy()
+        return float(10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum()))
+
+    assert snr_db(np.zeros(n, np.int64)) > 60.0       # one set: the same filter
+    assert snr_db(lpc.set_index(n, 480, 32, p)) > 20.0  # switches: transients only
+    y = lpc.synthesize_torch(torch.from_numpy(e[None]), h, torch.from_numpy(
+        lpc.set_index(n, 480, 32, p)))
+    y.pow(2).sum().backward()
+    assert a_t.grad is not None and torch.isfinite(a_t.grad).all()
+    assert a_t.grad[0, :, 1:].abs().sum() > 0
+
+
+def test_highpass_is_the_prefilter_without_pre_emphasis() -> None:
+    x = speech_like(0.3, seed=1)[:, 0].astype(np.float64)
+    h = lpc.highpass(x)
+    np.testing.assert_allclose(h[1:] - lpc.PREEMPH * h[:-1], lpc.preprocess(x)[1:], atol=1e-9)
+
+
 # --------------------------------------------------------------------------- cascade
 
 
