@@ -5,10 +5,13 @@ Codes the same clips with every nwc tier (through the real ``nwc`` command line,
 ``nwc encode`` then ``nwc decode`` as subprocesses) and with every anchor codec at each
 point of its bit-rate ladder, then prints ONE Markdown table of means over the clips.
 
-Speech (the default): 16 kHz mono clips, every tier, and AMR-WB, Opus, Speex-WB, Codec2,
-LAME MP3, LC3 (liblc3), and FFmpeg's AAC-LC, G.722 and Vorbis::
+Speech (the default): 16 kHz mono clips; every 16 kHz tier at every layer prefix, and AMR-WB,
+Opus, Speex-WB, Codec2, LAME MP3, LC3 (liblc3), and FFmpeg's AAC-LC, G.722 and Vorbis::
 
     codec | mode | nominal kbps | real kbps | PESQ-WB | STOI | ViSQOL | SI-SNR dB
+
+followed by a verdict: every nwc rung against AMR-WB interpolated at its real bitrate in PESQ-WB
+and ViSQOL (Opus beside it), and the 32 kbps rung against PESQ-WB 4.0.
 
 Music (``--music``): the middle ``--seconds`` of each file at 44.1 kHz, stereo kept; every
 44.1 kHz tier at every layer prefix (``nwc encode -l K``), and LAME MP3 (CBR and ABR, joint
@@ -94,9 +97,15 @@ AAC_MUSIC_KBPS = (48, 64, 96, 128)
 MUSIC_ANCHORS = ("mp3", "mp3abr", "opus", "aac")
 # The bar (issue 5): the 64 kbps rung reaches MP3 112's ViSQOL; every rung beats MP3 (CBR)
 # at its own real bitrate.
-BAR_RUNG_KBPS = 64.0
+MUSIC_BAR_RUNG_KBPS = 64.0
 MP3_BAR_KBPS = 112
 MP3_CODEC = "MP3 (LAME)"
+# The speech ladder's bar: every rung at least matches AMR-WB at its own real bitrate in
+# PESQ-WB and ViSQOL, and the 32 kbps rung reaches PESQ-WB 4.0; Opus is reported beside.
+SPEECH_BAR_RUNG_KBPS = 32.0
+SPEECH_BAR_PESQ = 4.0
+AMRWB_CODEC = "AMR-WB"
+OPUS_CODEC = "Opus"
 
 ANCHOR_TOOLS = {
     "opus": ("opusenc", "opusdec"),
@@ -351,7 +360,7 @@ class System:
     peak: float = math.nan
     lags: list[float] = field(default_factory=list)  # delay used per measured clip
     how_per_clip: list[str] = field(default_factory=list)  # how each lag was chosen
-    tier: str = ""  # nwc music rungs: the tier, and how many of its layers are coded
+    tier: str = ""  # nwc rungs: the tier, and how many of its layers are coded
     layers: int = 0
 
     @property
@@ -409,7 +418,7 @@ def amrwb_system(mode: int) -> System:
             [Step([*AMRWB_CLI, "decode", str(enc), str(dec)], decode)],
             enc, lambda: out["pcm"].astype(np.float64) / 32768.0)
 
-    return System("AMR-WB", f"mode {mode}", amrwb.MODE_KBPS[mode], plan)
+    return System(AMRWB_CODEC, f"mode {mode}", amrwb.MODE_KBPS[mode], plan)
 
 
 def opus_system(kbps: int, rate: int = SR,
@@ -424,7 +433,7 @@ def opus_system(kbps: int, rate: int = SR,
                       steps(["opusdec", "--quiet", "--rate", str(rate), str(enc), str(dec)]),
                       enc, lambda: read(dec))
 
-    return System("Opus", f"VBR {kbps}k", float(kbps), plan)
+    return System(OPUS_CODEC, f"VBR {kbps}k", float(kbps), plan)
 
 
 def speex_system(q: int) -> System:
@@ -566,6 +575,30 @@ def anchor_systems(anchor: str, ladders: Ladders = LADDERS) -> list[System]:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """An anchor ladder that a verdict reads at every nwc rung's real kbps: each metric of
+    ``keys``, linear in real kbps between its measured rungs, lands in the nwc row as
+    ``column(key)`` (by ``add_references``)."""
+
+    name: str                        # column prefix
+    codec: str                       # its rows' codec
+    keys: tuple[str, ...]
+    modes: str = ""                  # only rows whose mode starts with this (MP3: CBR, not ABR)
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        return [r for r in rows
+                if r["codec"] == self.codec and str(r["mode"]).startswith(self.modes)]
+
+    def column(self, key: str) -> str:
+        return f"{self.name}_{key}_same_kbps"
+
+
+MP3_REF = Reference("mp3", MP3_CODEC, ("visqol", "si_snr_db"), "CBR")
+AMRWB_REF = Reference("amrwb", AMRWB_CODEC, ("pesq_wb", "visqol"))
+OPUS_REF = Reference("opus", OPUS_CODEC, ("pesq_wb",))
+
+
+@dataclass(frozen=True)
 class Profile:
     """What a run codes and measures: speech or music."""
 
@@ -577,16 +610,24 @@ class Profile:
     ladders: Ladders
     read: Callable[[Path], np.ndarray]  # a clip file as float64 at ``rate``
     seconds: float                   # default excerpt length (0 = whole clips)
+    references: tuple[Reference, ...]  # what the verdict compares nwc rungs with
 
     @property
     def keys(self) -> tuple[str, ...]:
         """The metrics (beyond SI-SNR) this profile measures."""
         return tuple(k for k, _ in self.columns if k in SPEECH_METRICS)
 
+    @property
+    def extra_keys(self) -> list[str]:
+        """CSV columns beyond the table's: an nwc row's tier and prefix, and the references
+        at its real kbps."""
+        return ["tier", "layers", *(ref.column(k) for ref in self.references for k in ref.keys)]
 
-SPEECH = Profile("speech", SR, "speech", COLUMNS, ALL_ANCHORS, LADDERS, read_audio, 0.0)
+
+SPEECH = Profile("speech", SR, "speech", COLUMNS, ALL_ANCHORS, LADDERS, read_audio, 0.0,
+                 (AMRWB_REF, OPUS_REF))
 MUSIC = Profile("music", MUSIC_SR, "audio", MUSIC_COLUMNS, MUSIC_ANCHORS, MUSIC_LADDERS,
-                read_music, MUSIC_SECONDS)
+                read_music, MUSIC_SECONDS, (MP3_REF,))
 
 
 def parse_ffmpeg_encoders(text: str) -> set[str]:
@@ -629,19 +670,6 @@ def anchor_unavailable(anchor: str) -> str | None:
     return None
 
 
-def nwc_system(nwc: list[str], tier: dict) -> System:
-    name = str(tier["name"])
-
-    def plan(ref_wav: Path, pcm: np.ndarray, work: Path) -> Coding:
-        enc, dec = work / "out.nwc", work / "out.wav"
-        return Coding(steps([*nwc, "encode", str(ref_wav), str(enc), "--tier", name, "-f", "-q"]),
-                      steps([*nwc, "decode", str(enc), str(dec), "--rate", str(SR), "-f", "-q"]),
-                      enc, lambda: read_audio(dec))
-
-    nominal = tier.get("target_kbps") or tier.get("kbps") or math.nan
-    return System("nwc", name, float(nominal), plan)
-
-
 def tier_rungs(tier: dict) -> list[float]:
     """Nominal kbps of each layer prefix (1..layers) of a tier from ``nwc tiers --json``.
 
@@ -668,11 +696,13 @@ def tier_rungs(tier: dict) -> list[float]:
     return out
 
 
-def nwc_music_systems(nwc: list[str], tier: dict) -> list[System]:
-    """One system per layer prefix of a 44.1 kHz tier (``nwc encode -l K``); mode ``NAME LK``
-    for a layered tier, ``NAME`` for a one-layer one."""
+def nwc_systems(nwc: list[str], tier: dict, profile: Profile = SPEECH) -> list[System]:
+    """One system per layer prefix of a tier (``nwc encode --layers K``), decoded at the
+    profile's rate and read as its clips are; mode ``NAME LK`` for a layered tier, ``NAME``
+    for a one-layer one."""
     name = str(tier["name"])
     rungs = tier_rungs(tier)
+    rate, read = str(profile.rate), profile.read
     systems = []
     for k, nominal in enumerate(rungs, 1):
 
@@ -681,8 +711,8 @@ def nwc_music_systems(nwc: list[str], tier: dict) -> list[System]:
             return Coding(
                 steps([*nwc, "encode", str(ref_wav), str(enc), "--tier", name,
                        "--layers", str(k), "-f", "-q"]),
-                steps([*nwc, "decode", str(enc), str(dec), "--rate", str(MUSIC_SR), "-f", "-q"]),
-                enc, lambda: read_music(dec))
+                steps([*nwc, "decode", str(enc), str(dec), "--rate", rate, "-f", "-q"]),
+                enc, lambda: read(dec))
 
         mode = name if len(rungs) == 1 else f"{name} L{k}"
         systems.append(System("nwc", mode, nominal, plan, tier=name, layers=k))
@@ -726,6 +756,31 @@ def nwc_tiers(nwc: list[str] | None, notes: list[str]) -> list[dict]:
     return tiers
 
 
+def select_tiers(tiers: list[dict], spec: str, profile: Profile, notes: list[str]) -> list[dict]:
+    """The tiers of ``nwc tiers --json`` a run codes: those ``spec`` names (comma-separated;
+    empty = all), at the profile's rate, by nominal kbps; what is left out gets a note."""
+    if spec.strip():
+        wanted = [t.strip() for t in spec.split(",") if t.strip()]
+        by_name = {str(t["name"]): t for t in tiers}
+        missing = [w for w in wanted if w not in by_name]
+        if missing and tiers:
+            notes.append(f"nwc: tier(s) not installed, skipped: {', '.join(missing)}.")
+        tiers = [by_name[w] for w in wanted if w in by_name]
+    tiers = sorted(tiers, key=lambda t: (t.get("target_kbps") or t.get("kbps") or 0,
+                                         str(t["name"])))
+    # A tier codes at its own rate: a 16 kHz speech tier would only band-limit music to 8 kHz,
+    # and a 44.1 kHz music tier would spend its bits on speech's empty band above 8 kHz, then
+    # be resampled back; neither is the comparison the profile's anchors and verdict make.
+    khz = f"{profile.rate / 1000:g} kHz"
+    other = [str(t["name"]) for t in tiers if t.get("sample_rate") != profile.rate]
+    if other:
+        notes.append(f"nwc: not {khz}, skipped in {profile.name} mode: {', '.join(other)}.")
+        tiers = [t for t in tiers if t.get("sample_rate") == profile.rate]
+        if not tiers:
+            notes.append(f"nwc: no {khz} tier installed; table has anchors only.")
+    return tiers
+
+
 def build_systems(args: argparse.Namespace, notes: list[str],
                   profile: Profile = SPEECH) -> list[System]:
     systems: list[System] = []
@@ -733,26 +788,10 @@ def build_systems(args: argparse.Namespace, notes: list[str],
     # nwc tiers
     if args.tiers.strip().lower() != "none":
         nwc = find_nwc(args.nwc)
-        tiers = nwc_tiers(nwc, notes)
-        if args.tiers.strip():
-            wanted = [t.strip() for t in args.tiers.split(",") if t.strip()]
-            by_name = {str(t["name"]): t for t in tiers}
-            missing = [w for w in wanted if w not in by_name]
-            if missing and tiers:
-                notes.append(f"nwc: tier(s) not installed, skipped: {', '.join(missing)}.")
-            tiers = [by_name[w] for w in wanted if w in by_name]
-        tiers.sort(key=lambda t: (t.get("target_kbps") or t.get("kbps") or 0, str(t["name"])))
-        if profile is MUSIC:
-            # Music tiers code 44.1 kHz; a speech tier would only resample to 16 kHz and back.
-            other = [str(t["name"]) for t in tiers if t.get("sample_rate") != MUSIC_SR]
-            if other:
-                notes.append(f"nwc: not 44.1 kHz, skipped in music mode: {', '.join(other)}.")
-            tiers = [t for t in tiers if t.get("sample_rate") == MUSIC_SR]
-            if not tiers:
-                notes.append("nwc: no 44.1 kHz tier installed; table has anchors only.")
+        tiers = select_tiers(nwc_tiers(nwc, notes), args.tiers, profile, notes)
         if nwc is not None:
             for t in tiers:
-                systems += nwc_music_systems(nwc, t) if profile is MUSIC else [nwc_system(nwc, t)]
+                systems += nwc_systems(nwc, t, profile)
 
     # anchors
     spec = profile.anchors if args.anchors is None else args.anchors.split(",")
@@ -875,7 +914,8 @@ def summarise(s: System, n_clips: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# Music verdict: the bar of issue 5 read off the table.
+# Verdicts: an issue's bar read off the table. Music (issue 5): against MP3 CBR; speech (the
+# layered ladder): against AMR-WB, with Opus beside it.
 
 
 def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
@@ -890,41 +930,82 @@ def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
     return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
-def mp3_cbr_rows(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["codec"] == MP3_CODEC and str(r["mode"]).startswith("CBR")]
+def add_references(rows: list[dict], references: Sequence[Reference]) -> None:
+    """Give every nwc row each reference's metrics interpolated at the row's real kbps."""
+    for ref in references:
+        ref_rows = ref.rows(rows)
+        for key in ref.keys:
+            pts = [(r["real_kbps"], r.get(key, math.nan)) for r in ref_rows]
+            for r in rows:
+                if r["codec"] == "nwc":
+                    r[ref.column(key)] = interpolate(pts, r["real_kbps"])
 
 
-def add_mp3_reference(rows: list[dict]) -> None:
-    """Give every nwc row MP3 CBR's ViSQOL and SI-SNR interpolated at its real kbps."""
-    mp3 = mp3_cbr_rows(rows)
-    for key in ("visqol", "si_snr_db"):
-        pts = [(r["real_kbps"], r.get(key, math.nan)) for r in mp3]
-        for r in rows:
-            if r["codec"] == "nwc":
-                r[f"mp3_{key}_same_kbps"] = interpolate(pts, r["real_kbps"])
+def beats(a: float, b: float, or_equal: bool = False) -> str:
+    """'yes' if ``a`` > ``b`` (or ≥, with ``or_equal``), else 'no'; 'n/a' if either is NaN."""
+    if math.isnan(a) or math.isnan(b):
+        return "n/a"
+    return "yes" if a > b or (or_equal and a == b) else "no"
 
 
-def beats(a: float, b: float) -> str:
-    return "n/a" if math.isnan(a) or math.isnan(b) else ("yes" if a > b else "no")
+def delta(a: float, b: float) -> str:
+    return "n/a" if math.isnan(a - b) else f"{a - b:+.2f}"
+
+
+def every(answers: Sequence[str], unknown: str = "n/a") -> str:
+    """Conjunction of yes/no/n/a answers: 'no' if any is no, 'yes' if all are yes, else
+    ``unknown`` (a missing measurement neither passes nor fails a bar)."""
+    if "no" in answers:
+        return "no"
+    return "yes" if all(a == "yes" for a in answers) else unknown
+
+
+def tally(group: list[dict], answers: list[str]) -> str:
+    """'K of N (not: `mode` answer, ...): **conjunction**' of one answer per rung."""
+    lost = [f"`{r['mode']}` {a}" for r, a in zip(group, answers, strict=True) if a != "yes"]
+    return (f"{answers.count('yes')} of {len(group)}"
+            + (f" (not: {', '.join(lost)})" if lost else "") + f": **{every(answers)}**")
+
+
+def by_tier(nwc_rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in nwc_rows:
+        out.setdefault(str(r.get("tier") or r["mode"]), []).append(r)
+    return out
+
+
+def rungs_at(rows: list[dict], kbps: float) -> list[dict]:
+    """The rows whose nominal rate is ``kbps`` (within half a kbps)."""
+    return [r for r in rows if abs(r["nominal_kbps"] - kbps) < 0.5]
+
+
+def kbps_span(rows: list[dict]) -> str:
+    """'LO-HI kbps' of the rows' real rates: where a reference can be interpolated."""
+    reals = [r["real_kbps"] for r in rows if math.isfinite(r["real_kbps"])]
+    return f"{min(reals):.1f}-{max(reals):.1f} kbps" if reals else "none"
+
+
+def md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1),
+            *("| " + " | ".join(cells) + " |" for cells in body)]
 
 
 def verdict(rows: list[dict]) -> str:
     """Markdown: every nwc rung against MP3 CBR at its own real kbps and against MP3 CBR 112k
-    (ViSQOL decides; SI-SNR is shown beside it). Needs ``add_mp3_reference`` first."""
+    (ViSQOL decides; SI-SNR is shown beside it). Needs ``add_references`` first."""
     out = ["## Verdict", ""]
     nwc_rows = [r for r in rows if r["codec"] == "nwc"]
-    mp3 = mp3_cbr_rows(rows)
+    mp3 = MP3_REF.rows(rows)
     if not nwc_rows or not mp3:
         return "\n".join([*out, "No verdict: it needs nwc rungs and LAME MP3 CBR in the table."])
     if all(math.isnan(r.get("visqol", math.nan)) for r in rows):
         return "\n".join([*out, "No verdict: ViSQOL was not measured."])
     bar = next((r for r in mp3 if r["mode"] == f"CBR {MP3_BAR_KBPS}k"), None)
     bar_v = bar["visqol"] if bar else math.nan
-    reals = [r["real_kbps"] for r in mp3 if math.isfinite(r["real_kbps"])]
     out.append(
         "MP3 = LAME CBR, joint stereo. *MP3 at that kbps*: linear in real kbps between the two "
         "MP3 CBR points around the rung's real kbps (n/a outside the measured "
-        f"{min(reals):.1f}-{max(reals):.1f} kbps). "
+        f"{kbps_span(mp3)}). "
         + (f"MP3 CBR {MP3_BAR_KBPS}k: real {bar['real_kbps']:.2f} kbps, ViSQOL "
            f"{fmt('visqol', bar_v)}, SI-SNR {fmt('si_snr_db', bar['si_snr_db'])} dB."
            if bar else f"MP3 CBR {MP3_BAR_KBPS}k is not in the table.")
@@ -933,40 +1014,90 @@ def verdict(rows: list[dict]) -> str:
     head = ["nwc", "nominal kbps", "real kbps", "ViSQOL", "MP3 ViSQOL at that kbps",
             "Δ ViSQOL", "beats MP3", f"≥ MP3 {MP3_BAR_KBPS}k", "SI-SNR dB",
             "MP3 SI-SNR at that kbps"]
-    out += ["| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1)]
+    body = []
     for r in nwc_rows:
-        v, m = r.get("visqol", math.nan), r["mp3_visqol_same_kbps"]
-        out.append("| " + " | ".join([
+        v, m = r.get("visqol", math.nan), r[MP3_REF.column("visqol")]
+        body.append([
             str(r["mode"]), fmt("nominal_kbps", r["nominal_kbps"]),
-            fmt("real_kbps", r["real_kbps"]), fmt("visqol", v), fmt("visqol", m),
-            "n/a" if math.isnan(v - m) else f"{v - m:+.2f}", beats(v, m),
-            "n/a" if math.isnan(v) or math.isnan(bar_v) else ("yes" if v >= bar_v else "no"),
-            fmt("si_snr_db", r["si_snr_db"]), fmt("si_snr_db", r["mp3_si_snr_db_same_kbps"]),
-        ]) + " |")
-    out.append("")
-    by_tier: dict[str, list[dict]] = {}
-    for r in nwc_rows:
-        by_tier.setdefault(str(r.get("tier") or r["mode"]), []).append(r)
-    for tier, group in by_tier.items():
-        rung = next((r for r in group if abs(r["nominal_kbps"] - BAR_RUNG_KBPS) < 0.5), None)
-        if rung is None:
-            first = f"no {BAR_RUNG_KBPS:g} kbps rung"
+            fmt("real_kbps", r["real_kbps"]), fmt("visqol", v), fmt("visqol", m), delta(v, m),
+            beats(v, m), beats(v, bar_v, or_equal=True),
+            fmt("si_snr_db", r["si_snr_db"]), fmt("si_snr_db", r[MP3_REF.column("si_snr_db")]),
+        ])
+    out += [*md_table(head, body), ""]
+    for tier, group in by_tier(nwc_rows).items():
+        found = rungs_at(group, MUSIC_BAR_RUNG_KBPS)
+        if not found:
+            first = f"no {MUSIC_BAR_RUNG_KBPS:g} kbps rung"
             reached = "n/a"
         else:
+            rung = found[0]
             v = rung.get("visqol", math.nan)
-            reached = "n/a" if math.isnan(v) or math.isnan(bar_v) else (
-                "yes" if v >= bar_v else "no")
-            first = (f"{BAR_RUNG_KBPS:g} kbps rung `{rung['mode']}` ({rung['real_kbps']:.1f} "
-                     f"kbps real): ViSQOL {fmt('visqol', v)} vs MP3 {MP3_BAR_KBPS}k "
-                     f"{fmt('visqol', bar_v)}, reaches it: **{reached}**")
-        won = [beats(r.get("visqol", math.nan), r["mp3_visqol_same_kbps"]) for r in group]
-        lost = [f"`{r['mode']}` {w}" for r, w in zip(group, won, strict=True) if w != "yes"]
-        every = "yes" if not lost else ("n/a" if "no" not in won else "no")
-        second = (f"rungs beating MP3 at their own real kbps: {won.count('yes')} of {len(group)}"
-                  + (f" (not: {', '.join(lost)})" if lost else "") + f": **{every}**")
-        met = "yes" if reached == "yes" and every == "yes" else (
-            "no" if "no" in (reached, every) else "undecided")
-        out.append(f"- **{tier}**: {first}; {second}. Bar met: **{met}**.")
+            reached = beats(v, bar_v, or_equal=True)
+            first = (f"{MUSIC_BAR_RUNG_KBPS:g} kbps rung `{rung['mode']}` "
+                     f"({rung['real_kbps']:.1f} kbps real): ViSQOL {fmt('visqol', v)} vs MP3 "
+                     f"{MP3_BAR_KBPS}k {fmt('visqol', bar_v)}, reaches it: **{reached}**")
+        won = [beats(r.get("visqol", math.nan), r[MP3_REF.column("visqol")]) for r in group]
+        met = every([reached, every(won)], "undecided")
+        out.append(f"- **{tier}**: {first}; rungs beating MP3 at their own real kbps: "
+                   f"{tally(group, won)}. Bar met: **{met}**.")
+    return "\n".join(out)
+
+
+def speech_verdict(rows: list[dict]) -> str:
+    """Markdown: every nwc rung against AMR-WB at its own real kbps in PESQ-WB and ViSQOL (it
+    must at least match it), Opus's PESQ-WB there beside it; per tier, how many rungs match;
+    and the 32 kbps rung against PESQ-WB 4.0. Needs ``add_references`` first."""
+    out = ["## Verdict", ""]
+    nwc_rows = [r for r in rows if r["codec"] == "nwc"]
+    amr = AMRWB_REF.rows(rows)
+    if not nwc_rows or not amr:
+        return "\n".join([*out, "No verdict: it needs nwc rungs and AMR-WB in the table."])
+    keys = (("pesq_wb", "PESQ-WB"), ("visqol", "ViSQOL"))
+    unmeasured = [label for key, label in keys
+                  if all(math.isnan(r.get(key, math.nan)) for r in rows)]
+    out.append(
+        "*AMR-WB (Opus) at that kbps*: linear in real kbps between the two points of its ladder "
+        "around the rung's real kbps, n/a outside the measured span (AMR-WB "
+        f"{kbps_span(amr)}, Opus {kbps_span(OPUS_REF.rows(rows))}); *≥ AMR-WB*: the rung at "
+        "least matches it there. The bar: every rung ≥ AMR-WB in PESQ-WB and ViSQOL, and the "
+        f"{SPEECH_BAR_RUNG_KBPS:g} kbps rung at PESQ-WB ≥ {SPEECH_BAR_PESQ:.1f}."
+        + "".join(f" {label} was not measured: its columns are n/a." for label in unmeasured)
+    )
+    out.append("")
+    head = ["nwc", "nominal kbps", "real kbps"]
+    for _, label in keys:
+        head += [label, f"AMR-WB {label} at that kbps", f"Δ {label}", f"{label} ≥ AMR-WB"]
+    head.append("Opus PESQ-WB at that kbps")
+    body = []
+    for r in nwc_rows:
+        cells = [str(r["mode"]), fmt("nominal_kbps", r["nominal_kbps"]),
+                 fmt("real_kbps", r["real_kbps"])]
+        for key, _ in keys:
+            v, a = r.get(key, math.nan), r[AMRWB_REF.column(key)]
+            cells += [fmt(key, v), fmt(key, a), delta(v, a), beats(v, a, or_equal=True)]
+        cells.append(fmt("pesq_wb", r[OPUS_REF.column("pesq_wb")]))
+        body.append(cells)
+    out += [*md_table(head, body), ""]
+    for tier, group in by_tier(nwc_rows).items():
+        parts, answers = [], []
+        for key, label in keys:
+            won = [beats(r.get(key, math.nan), r[AMRWB_REF.column(key)], or_equal=True)
+                   for r in group]
+            parts.append(f"{label} {tally(group, won)}")
+            answers.append(every(won))
+        out.append(f"- **{tier}**: rungs at least matching AMR-WB at their own real kbps: "
+                   f"{'; '.join(parts)}; in both: **{every(answers)}**.")
+    rung_name = f"{SPEECH_BAR_RUNG_KBPS:g} kbps rung"
+    top = rungs_at(nwc_rows, SPEECH_BAR_RUNG_KBPS)
+    if not top:
+        out.append(f"- **{rung_name}**: none (no nwc rung has a nominal "
+                   f"{SPEECH_BAR_RUNG_KBPS:g} kbps), so PESQ-WB ≥ {SPEECH_BAR_PESQ:.1f} is "
+                   "untested.")
+    for r in top:
+        v = r.get("pesq_wb", math.nan)
+        out.append(f"- **{rung_name}** `{r['mode']}` ({r['real_kbps']:.1f} kbps real): PESQ-WB "
+                   f"{fmt('pesq_wb', v)} vs {SPEECH_BAR_PESQ:.1f}, reaches it: "
+                   f"**{beats(v, SPEECH_BAR_PESQ, or_equal=True)}**.")
     return "\n".join(out)
 
 
@@ -1144,18 +1275,6 @@ def main(argv: list[str] | None = None) -> int:
             "ViSQOL and SI-SNR per channel on outputs aligned to the reference, averaged over "
             "channels (one the reference leaves silent is left out), then over clips.",
         )
-        if any(s.codec == "nwc" for s in systems):
-            notes.append(
-                "nwc `TIER LK`: the first K layers of a layered tier (`nwc encode --layers K`, "
-                "the CLI's default stereo coding); nominal kbps = the tier's training target "
-                "for that prefix, else its measured dev kbps."
-            )
-        notes.append(
-            "LAME picks its own coded rate for a bit rate, as `lame -b K` does (from 44.1 kHz: "
-            "16 kHz at 32 kbps, 22.05 kHz at 48, 24 kHz at 64, 44.1 kHz from 80 up); Opus codes "
-            "at 48 kHz (opusenc resamples, `opusdec --rate 44100` back); every decode is read "
-            "at 44.1 kHz."
-        )
     else:
         notes.insert(
             0,
@@ -1164,15 +1283,26 @@ def main(argv: list[str] | None = None) -> int:
             "evenly spaced in sorted order; real kbps = encoded file bytes x 8 / duration "
             "(container included); SI-SNR/STOI/PESQ/ViSQOL on outputs aligned to the reference.",
         )
+    if any(s.codec == "nwc" for s in systems):
+        stereo = ", the CLI's default stereo coding" if profile is MUSIC else ""
+        notes.append(
+            f"nwc `TIER LK`: the first K layers of a layered tier (`nwc encode --layers K`"
+            f"{stereo}); nominal kbps = the tier's training target for that prefix, else its "
+            "measured dev kbps."
+        )
+    if profile is MUSIC:
+        notes.append(
+            "LAME picks its own coded rate for a bit rate, as `lame -b K` does (from 44.1 kHz: "
+            "16 kHz at 32 kbps, 22.05 kHz at 48, 24 kHz at 64, 44.1 kHz from 80 up); Opus codes "
+            "at 48 kHz (opusenc resamples, `opusdec --rate 44100` back); every decode is read "
+            "at 44.1 kHz."
+        )
     notes.insert(1, alignment_note(systems, profile))
     table = markdown(rows, columns)
     notes_md = "\n".join(f"- {n}" for n in notes if n)
     text = table + "\n\n" + notes_md + "\n"
-    extra_keys: list[str] = []
-    if profile is MUSIC:
-        add_mp3_reference(rows)
-        text += "\n" + verdict(rows) + "\n"
-        extra_keys = ["tier", "layers", "mp3_visqol_same_kbps", "mp3_si_snr_db_same_kbps"]
+    add_references(rows, profile.references)
+    text += "\n" + (verdict(rows) if profile is MUSIC else speech_verdict(rows)) + "\n"
     print(text, end="")
 
     if args.out_md:
@@ -1188,7 +1318,7 @@ def main(argv: list[str] | None = None) -> int:
             "pooled_peak",
             "clips_ok",
             "clips",
-        ] + extra_keys
+        ] + profile.extra_keys
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
         w.writeheader()

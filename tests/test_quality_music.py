@@ -137,7 +137,7 @@ def test_verdict_reads_the_bar(quality) -> None:
     ] + [row("MP3 (LAME)", f"CBR {k}k", k, k + 0.5, v)
          for k, v in ((32, 2.0), (48, 3.0), (64, 3.5), (96, 3.9), (112, 4.1), (128, 4.2),
                       (160, 4.4))] + [row("MP3 (LAME)", "ABR 64k", 64, 60.0, 1.0)]
-    quality.add_mp3_reference(rows)
+    quality.add_references(rows, quality.MUSIC.references)
     # 50 kbps: between CBR 48 (48.5, 3.0) and CBR 64 (64.5, 3.5); ABR is not a reference.
     assert rows[0]["mp3_visqol_same_kbps"] == pytest.approx(3.0 + 0.5 * 1.5 / 16)
     assert math.isnan(rows[2]["mp3_visqol_same_kbps"])  # above MP3's measured span
