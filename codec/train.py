@@ -174,6 +174,19 @@ def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate
                "ratio": torch.from_numpy(g / g_sig)[:, None].to(device)}
 
 
+def seed_from(model: Cascade, src: Cascade) -> None:
+    """Start ``model`` from a trained cascade with as many or fewer stages: its stages and LSF
+    quantizer are copied, and each extra stage starts as a copy of its top stage.
+
+    A fresh stage asked for a fraction of a bit per code (a 3 kbps layer) collapses to sending
+    nothing (measured: 0.14 of 3 kbps after 1,200 steps); a trained autoencoder already makes
+    informative codes from the rescaled residual, and the new layer then carries its rate."""
+    model.load_state_dict(src.state_dict(), strict=False)
+    top = src.stages[len(src.stages) - 1].state_dict()
+    for stage in model.stages[len(src.stages):]:
+        stage.load_state_dict(top)
+
+
 def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
                 sample_rate: int, n_packets: int = 256
                 ) -> tuple[list[entropy.CodeTables], entropy.CodeTables | None]:
@@ -361,8 +374,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
         ccfg = CascadeConfig(nwc=src.config.nwc, stages=len(rates), lpc=cfg.lpc,
                              res_scale=src.config.res_scale, lsf_levels=src.config.lsf_levels)
     model = Cascade(ccfg)
-    if src is not None:  # its stages (and LSF quantizer) seed ours; new stages start fresh
-        model.load_state_dict(src.model.state_dict(), strict=False)
+    if src is not None:
+        seed_from(model, src.model)
     elif model.lsf is not None:  # centre the LSF quantizer on the data
         with torch.no_grad():
             raw = sampler.raw_batch(64, LPC_WARM)

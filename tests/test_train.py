@@ -128,3 +128,19 @@ def test_train_layered_lpc_then_add_a_layer(data_dir: Path, tmp_path: Path) -> N
     r = train_cli(data_dir, "--out", tmp_path / "x", "--freeze", "1", "--max-steps", "1",
                   *TINY_ARGS)
     assert r.returncode == 2 and "--init-from" in r.stderr
+
+
+def test_new_stages_start_as_copies_of_the_top_stage() -> None:
+    from nwc.codec.cascade import Cascade, CascadeConfig
+    from nwc.codec.model import NWCConfig
+    from nwc.codec.train import seed_from
+
+    nwc = NWCConfig(channels=8, narrow=4, code_channels=2, levels=7)
+    torch.manual_seed(0)
+    src = Cascade(CascadeConfig(nwc=nwc, stages=2))
+    torch.manual_seed(1)
+    model = Cascade(CascadeConfig(nwc=nwc, stages=4))
+    seed_from(model, src)
+    for k, want in enumerate([0, 1, 1, 1]):
+        got, ref = model.stages[k].state_dict(), src.stages[want].state_dict()
+        assert all(torch.equal(got[n], ref[n]) for n in ref)
