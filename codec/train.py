@@ -130,6 +130,7 @@ def _device(name: str) -> torch.device:
 
 
 PSY_FFT = 512     # psychoacoustic model frame (MPEG-1 model 1's FFT size)
+MAX_BAD_STEPS = 50  # consecutive non-finite steps tolerated before training gives up
 LPC_WARM = 1024   # pre-filter warm-up samples before a training packet (high-pass transient)
 
 
@@ -398,6 +399,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
     n_layers = len(rates)
     ctrls = [RateController() for _ in range(n_layers)]
     step, elapsed, history = 0, 0.0, []
+    bad_steps = 0  # consecutive steps dropped for non-finite gradients
     rate_fix = [1.0] * n_layers  # real coded bits / estimated bits, from the last evaluation
     if cfg.resume and (run_dir / "ckpt.json").exists():
         st = _load_checkpoint(run_dir, model, opt)
@@ -519,7 +521,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> Tier | None:
             loss = loss + cfg.w_penalty * out.penalty
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not torch.isfinite(norm):
+            # One exploding batch would poison the weights, Adam's moments and the rate
+            # controllers for good (a new stage did, at step ~600): drop the step. The norm is
+            # of the all-reduced gradients, so every DDP rank drops the same steps.
+            bad_steps += 1
+            if bad_steps > MAX_BAD_STEPS:
+                raise RuntimeError(f"{bad_steps} non-finite steps in a row: lower --lr")
+            continue
+        bad_steps = 0
         opt.step()
 
         with torch.no_grad():
