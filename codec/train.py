@@ -134,6 +134,11 @@ MAX_BAD_STEPS = 50  # consecutive non-finite steps tolerated before training giv
 LPC_WARM = 1024   # pre-filter warm-up samples before a training packet (high-pass transient)
 
 
+def _row_gains(rows: np.ndarray) -> np.ndarray:
+    """The encoder's quantized gain of each row (packet), as float32."""
+    return np.array([gain_value(gain_code(row)) for row in rows], np.float32)
+
+
 def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: int,
                   quantize: bool = True) -> tuple[torch.Tensor, dict]:
     """Raw segments (B, LPC_WARM + span) → normalised packets (B, span) the stages code.
@@ -146,10 +151,14 @@ def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate
     span = f.packet_span(f.packet_frames)
     if model.lsf is None:
         seg = raw[:, -span:]
-        g = np.array([gain_value(gain_code(s)) for s in seg], np.float32)[:, None]
+        g = _row_gains(seg)[:, None]
         return torch.from_numpy(seg / g), {"gain": torch.from_numpy(g)}
     device = next(model.parameters()).device
-    xp = lpc.preprocess(raw.astype(np.float64))
+    # One high-pass pass: the decoder's target as it is, and pre-emphasised for the analysis
+    # (the same samples lpc.preprocess gives, without filtering the batch twice).
+    hp = lpc.highpass(raw)
+    xp = hp.copy()
+    xp[:, 1:] -= lpc.PREEMPH * hp[:, :-1]
     x = xp[:, LPC_WARM:]
     b, p = x.shape[0], f.packet_frames
     # Frame -1 (the previous packet's last frame) supplies the set of the leading overlap.
@@ -162,15 +171,16 @@ def packet_inputs(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate
     lsd = lpc.log_spectral_distortion(torch.from_numpy(a_ref.astype(np.float32)).to(device), aq)
     idx = torch.from_numpy(lpc.set_index(span, f.hop, f.overlap, p)).to(device)
     x_ext = torch.from_numpy(xp[:, LPC_WARM - lpc.ORDER:].astype(np.float32)).to(device)
-    r = lpc.residual_torch(x_ext, aq.reshape(b, p + 1, -1), idx)
-    g = np.array([gain_value(gain_code(row)) for row in r.detach().cpu().numpy()], np.float32)
+    sets = aq.reshape(b, p + 1, -1)
+    r = lpc.residual_torch(x_ext, sets, idx)
+    g = _row_gains(r.detach().cpu().numpy())
     r = r / torch.from_numpy(g)[:, None].to(device)
     # What the decoder reproduces (the high-passed input), normalised by its own gain, and the
     # synthesis path that takes residual error there: the loss is measured in that domain.
-    sig = lpc.highpass(raw)[:, LPC_WARM:]
-    g_sig = np.array([gain_value(gain_code(row)) for row in sig], np.float32)
+    sig = hp[:, LPC_WARM:]
+    g_sig = _row_gains(sig)
     return r, {"lsf_bits": bits, "lsd": lsd, "lsf": lsf, "idx": idx,
-               "synth": lpc.synthesis_responses(aq.reshape(b, p + 1, -1)),
+               "synth": lpc.synthesis_responses(sets),
                "sig": torch.from_numpy((sig / g_sig[:, None]).astype(np.float32)).to(device),
                "ratio": torch.from_numpy(g / g_sig)[:, None].to(device)}
 
@@ -183,7 +193,7 @@ def seed_from(model: Cascade, src: Cascade) -> None:
     nothing (measured: 0.14 of 3 kbps after 1,200 steps); a trained autoencoder already makes
     informative codes from the rescaled residual, and the new layer then carries its rate."""
     model.load_state_dict(src.state_dict(), strict=False)
-    top = src.stages[len(src.stages) - 1].state_dict()
+    top = src.stages[-1].state_dict()
     for stage in model.stages[len(src.stages):]:
         stage.load_state_dict(top)
 

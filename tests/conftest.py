@@ -118,6 +118,30 @@ def build_tiny_cascade(name: str, seed: int, lpc: bool = False, meta: dict | Non
                  lsf_tables=lsf_tables, meta=meta)
 
 
+def reference_decode(tier, packets, channels: int, total: int,
+                     per_packet: Callable[[np.ndarray, object], np.ndarray] | None = None
+                     ) -> np.ndarray:
+    """Decode by the book: every frame of every audio packet (``per_packet(frames, packet)``
+    may rework them, e.g. M/S back to L/R), then one flat-topped overlap-add."""
+    from nwc.codec import api
+    from nwc.formats.container import AUDIO
+
+    f = tier.framing
+    parts = []
+    for p in packets:
+        if p.kind != AUDIO:
+            continue
+        n = f.frames_for(p.granule - p.seq * f.packet_hop)
+        frames = api.decode_payload(tier, p.side, p.layers, channels, n)[0]
+        parts.append(frames if per_packet is None else per_packet(frames, p))
+    frames = np.concatenate(parts, axis=1)
+    n = frames.shape[1]
+    out = np.zeros((channels, f.packet_span(n)), np.float32)
+    for j in range(n):
+        out[:, j * f.hop: j * f.hop + f.frame] += frames[:, j] * f.window(j == 0, j == n - 1)
+    return out[:, :total].T
+
+
 @pytest.fixture(scope="module")
 def quality():
     """bench/quality.py imported as a module (bench/ is scripts, not a package)."""

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, speech_like
+from conftest import TINY_CONFIG, reference_decode, speech_like
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nwc.codec import api, entropy
@@ -45,23 +45,6 @@ def encode_stream(tier, x: np.ndarray, rate: int) -> tuple[api.StreamHeader, lis
     packets = enc.push(x) + enc.finish()
     h = api.header_for(tier, rate, x.shape[1], x.shape[0])
     return h, packets + [end_packet(packets, enc.coded_samples, enc.input_samples)]
-
-
-def reference_decode(tier, packets: list[Packet], channels: int, total: int) -> np.ndarray:
-    """Decode by the book: every frame of every packet, one flat-topped overlap-add."""
-    f = tier.framing
-    parts = []
-    for p in packets:
-        if p.kind != AUDIO:
-            continue
-        n = f.frames_for(p.granule - p.seq * f.packet_hop)
-        parts.append(api.decode_payload(tier, p.side, p.layers, channels, n)[0])
-    frames = np.concatenate(parts, axis=1)
-    n = frames.shape[1]
-    out = np.zeros((channels, f.packet_span(n)), np.float32)
-    for j in range(n):
-        out[:, j * f.hop: j * f.hop + f.frame] += frames[:, j] * f.window(j == 0, j == n - 1)
-    return out[:, :total].T
 
 
 # --------------------------------------------------------------------------- model
