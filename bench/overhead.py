@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from nwc.codec import api
 from nwc.codec import tier as tiers
-from nwc.codec.data import load_mono
 from nwc.formats.container import ContainerWriter
+from nwc.train.data import load_mono
 
 
 def measure(t: tiers.Tier, clips: list[np.ndarray]) -> dict:

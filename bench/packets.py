@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from nwc.codec import api, catalog, metrics
 from nwc.codec import tier as tiers
-from nwc.codec.data import load_mono
 from nwc.formats.container import END, ContainerWriter, Packet
+from nwc.train.data import load_mono
 
 
 def pick_clips(data_dir: Path, n: int) -> list[Path]:

@@ -20,7 +20,7 @@ stereo), Opus and FFmpeg's AAC-LC; ViSQOL in audio mode and SI-SNR, per channel,
     codec | mode | nominal kbps | real kbps | ViSQOL | SI-SNR dB
 
 followed by a verdict: every nwc rung against MP3 interpolated at its real bitrate, and
-against MP3 112 kbps. Alignment, SI-SNR and the metrics come from ``nwc.codec.metrics``, the
+against MP3 112 kbps. Alignment, SI-SNR and the metrics come from ``nwc.evaluation.metrics``, the
 code behind ``nwc eval``, so the two agree on the same pair of files.
 
 Usage::
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from nwc.codec import metrics
+from nwc.evaluation import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import amrwb  # noqa: E402  (bench/amrwb.py, next to this file)
@@ -216,7 +216,7 @@ si_snr = metrics.si_snr
 
 
 class Visqol:
-    """ViSQOL through ``nwc.codec.metrics`` on signals at ``rate`` (speech mode for speech,
+    """ViSQOL through ``nwc.evaluation.metrics`` on signals at ``rate`` (speech mode for speech,
     audio mode for music), self-tested at start-up."""
 
     def __init__(self, mode: str = "speech", rate: int = SR) -> None:
@@ -880,7 +880,7 @@ def alignment_note(systems: list[System], profile: Profile = SPEECH) -> str:
         else ", found on the mid (L+R)/2 and applied to every channel (codecs delay both alike)"
     )
     return (
-        f"Alignment (`nwc.codec.metrics`, as `nwc eval`): lag in samples at "
+        f"Alignment (`nwc.evaluation.metrics`, as `nwc eval`): lag in samples at "
         f"{profile.rate / 1000:g} kHz (output trailing input) at the peak of the clip's "
         "normalised waveform cross-correlation with "
         "the reference, refined to a fraction of a sample; where that peak "

@@ -28,7 +28,7 @@ import torch
 from nwc.codec import api
 from nwc.codec import stereo as sc
 from nwc.codec import tier as tiers
-from nwc.codec.metrics import si_snr
+from nwc.evaluation.metrics import si_snr
 from nwc.formats.container import encode_header, encode_packet
 
 

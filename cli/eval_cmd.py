@@ -2,7 +2,7 @@
 
 I/O and presentation only: reading both inputs (an .nwc stream is decoded in-process and its
 real bitrate measured), the text/JSON report and the spectrogram plot. Alignment and the
-metrics are in ``nwc.codec.metrics``; ``nwc encode --verify`` prints the same report.
+metrics are in ``nwc.evaluation.metrics``; ``nwc encode --verify`` prints the same report.
 Importing this module registers the command on ``nwc.cli.main.cli``.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..codec import metrics
+from ..evaluation import metrics
 from ..formats import container as fmt
 from .audio_io import AtomicOutput, InputError, open_audio
 from .main import Fatal, cli, debug_option, force_option, handle_errors

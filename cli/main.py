@@ -570,7 +570,10 @@ _TIER_METRICS = ("kbps", "pesq_wb", "stoi", "visqol", "si_snr")
               show_default=True, help="Rate the tier codes at (44100 for music).")
 @click.option("--loss", type=click.Choice(["plain", "psychoacoustic"]), default="plain",
               show_default=True,
-              help="psychoacoustic: add the MPEG-1 masking-threshold terms (general audio).")
+              help="Objective preset; psychoacoustic adds the MPEG-1 masking-threshold terms "
+                   "(general audio).")
+@click.option("--loss-weight", "loss_weights", multiple=True, metavar="TERM=W",
+              help="Override one term's weight (time, mel, pw, nmr); repeatable.")
 @click.option("--harp", type=click.IntRange(0, 64), default=0, show_default=True,
               help="HARP-Net skip code channels (0: plain autoencoder).")
 @click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True,
@@ -601,41 +604,47 @@ _TIER_METRICS = ("kbps", "pesq_wb", "stoi", "visqol", "si_snr")
 @quiet_option
 @debug_option
 @handle_errors
-def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, resume,
-          init_from, device, max_steps, max_minutes,
+def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, freeze, name,
+          resume, init_from, device, max_steps, max_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, ramp_start,
           eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
     from ..codec.catalog import parse_bitrate
-    from ..codec.train import TrainConfig
-    from ..codec.train import train as run
+    from ..train.config import ConfigError, TrainConfig, model_options
+    from ..train.trainer import train as run
 
     try:
         rates = [parse_bitrate(b) for b in bitrate.split(",")]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--bitrate") from None
-    if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
-        raise click.BadParameter("layer bitrates must increase", param_hint="--bitrate")
-    if freeze and not init_from:
-        raise click.UsageError("--freeze needs --init-from")
-    bps = rates[-1]
-    if not max_steps and not max_minutes:
-        raise click.UsageError("give --max-steps or --max-minutes")
-    levels = 31 if quantizer == "noise" else 32
-    if loss == "psychoacoustic" and lpc:
-        raise click.UsageError("--loss psychoacoustic cannot be combined with --lpc")
-    cfg = TrainConfig(data=data_dir, out=out, bitrate=bps, layer_bitrates=rates, lpc=lpc,
-                      sample_rate=sample_rate, loss=loss,
+    weights = {}
+    for item in loss_weights:
+        term, eq, value = item.partition("=")
+        try:
+            weights[term.strip()] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not TERM=WEIGHT",
+                                     param_hint="--loss-weight") from None
+    cfg = TrainConfig(data=data_dir, out=out, bitrate=rates[-1], layer_bitrates=rates, lpc=lpc,
+                      sample_rate=sample_rate, loss=loss, loss_weights=weights,
                       freeze=freeze, name=name or "",
                       max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
                       warmup_steps=warmup_steps, ramp_start=ramp_start,
                       eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,
                       device=device, threads=threads, resume=resume,
                       init_from=init_from or "", run_dir=run_dir or "",
-                      model={"quantizer": quantizer, "levels": levels, "plan": plan,
-                             "channels": channels, "narrow": channels // 2,
-                             "code_channels": code_channels, "harp": harp})
-    run(cfg, progress=not quiet)
+                      model=model_options(quantizer, plan, channels, code_channels, harp))
+    try:
+        cfg.check()
+    except ConfigError as e:
+        param = {"layer bitrates must increase": "--bitrate"}.get(str(e))
+        if param:
+            raise click.BadParameter(str(e), param_hint=param) from None
+        raise click.UsageError(str(e)) from None
+    try:
+        run(cfg, progress=not quiet)
+    except ConfigError as e:  # found once the data is read (e.g. no audio files)
+        raise Fatal(str(e)) from None
 
 
 # Sub-commands in their own modules register themselves (they need the helpers above).

@@ -98,11 +98,11 @@ def build_tiny_lpc_tier(name: str = LPC_TIER_NAME, seed: int = 1):
 def build_tiny_cascade(name: str, seed: int, lpc: bool = False, meta: dict | None = None):
     """A random-initialised two-stage tiny cascade with tables fit to its own symbols."""
     from nwc.codec.cascade import Cascade, CascadeConfig
-    from nwc.codec.data import PacketSampler
     from nwc.codec.framing import Framing
     from nwc.codec.model import NWCConfig
     from nwc.codec.tier import build
-    from nwc.codec.train import code_tables
+    from nwc.train.data import PacketSampler
+    from nwc.train.export import code_tables
 
     torch.manual_seed(seed)
     cfg = CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=2, lpc=lpc)

@@ -27,8 +27,8 @@ from nwc.codec.quantize import (
     round_clip_symbols,
 )
 from nwc.codec.tier import TierError
-from nwc.codec.train import RateController
 from nwc.formats.container import AUDIO, END, Packet
+from nwc.train.rate import RateController
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,7 +15,7 @@ import soundfile as sf
 from click.testing import CliRunner
 from conftest import TIER_NAME, speech_like, write_wav
 from nwc.cli.main import cli
-from nwc.codec import metrics
+from nwc.evaluation import metrics
 
 RATE = 16000
 have_metrics = not metrics.missing_packages()

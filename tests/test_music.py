@@ -87,8 +87,8 @@ def test_psychoacoustic_loss_rejects_lpc(music_dir: Path, tmp_path: Path) -> Non
 
 
 def test_psychoacoustic_terms_fall_with_noise_level() -> None:
-    from nwc.codec import psychoacoustic
-    from nwc.codec.losses import noise_to_mask_loss, priority_weighted_loss
+    from nwc.train import psychoacoustic
+    from nwc.train.losses import noise_to_mask_loss, priority_weighted_loss
 
     ref = torch.from_numpy(speech_like(0.5, 44100, 1, seed=2)[:, 0] * 3)
     frames = ref.unfold(0, 512, 256)

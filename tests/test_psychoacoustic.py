@@ -1,4 +1,4 @@
-"""Tests of MPEG-1 psychoacoustic model 1 (codec/psychoacoustic.py) and the SPL'20 loss terms.
+"""Tests of MPEG-1 psychoacoustic model 1 (train/psychoacoustic.py) and the SPL'20 loss terms.
 
 Expected values are worked by hand from ISO/IEC 11172-3 Annex D: a full-scale sine centred on
 bin k has |X|² = 1/6 there and 1/24 in bins k±1 (before the 96-dB offset), so its peak reads
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import speech_like
-from nwc.codec import psychoacoustic as pa
-from nwc.codec.losses import noise_to_mask_loss, priority_weighted_loss
+from nwc.train import psychoacoustic as pa
+from nwc.train.losses import noise_to_mask_loss, priority_weighted_loss
 
 TONE_DB = 96.0 + 10.0 * math.log10(1.5)
 

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import TINY_CONFIG, build_tiny_tier, speech_like, write_wav
-from nwc.codec import metrics
+from nwc.evaluation import metrics
 
 RATE = 44100
 MUSIC_TIER = "tiny-music"
@@ -24,11 +24,11 @@ def build_tiny_music_tier(name: str = MUSIC_TIER, seed: int = 3):
     """A random-initialised two-layer 44.1 kHz tier, its tables fit to its own symbols (no
     training: milliseconds of model, where `nwc train` would take a minute)."""
     from nwc.codec.cascade import Cascade, CascadeConfig
-    from nwc.codec.data import PacketSampler
     from nwc.codec.framing import Framing
     from nwc.codec.model import NWCConfig
     from nwc.codec.tier import build
-    from nwc.codec.train import code_tables
+    from nwc.train.data import PacketSampler
+    from nwc.train.export import code_tables
 
     torch.manual_seed(seed)
     cfg = CascadeConfig(nwc=NWCConfig(**TINY_CONFIG), stages=2)

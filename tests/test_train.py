@@ -133,7 +133,7 @@ def test_train_layered_lpc_then_add_a_layer(data_dir: Path, tmp_path: Path) -> N
 def test_new_stages_start_as_copies_of_the_top_stage() -> None:
     from nwc.codec.cascade import Cascade, CascadeConfig
     from nwc.codec.model import NWCConfig
-    from nwc.codec.train import seed_from
+    from nwc.train.export import seed_from
 
     nwc = NWCConfig(channels=8, narrow=4, code_channels=2, levels=7)
     torch.manual_seed(0)
@@ -144,3 +144,22 @@ def test_new_stages_start_as_copies_of_the_top_stage() -> None:
     for k, want in enumerate([0, 1, 1, 1]):
         got, ref = model.stages[k].state_dict(), src.stages[want].state_dict()
         assert all(torch.equal(got[n], ref[n]) for n in ref)
+
+
+def test_loss_weights_are_recorded_and_checked(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    r = train_cli(data_dir, "--out", out, "--max-steps", "2", "--loss-weight", "mel=0.25",
+                  "--loss-weight", "time=0.5", *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    training = json.loads(out.with_suffix(".json").read_text())["meta"]["training"]
+    assert training["loss_weights"] == {"time": 0.5, "mel": 0.25}
+    assert training["config"]["loss_weights"] == {"time": 0.5, "mel": 0.25}
+    r = train_cli(data_dir, "--out", tmp_path / "x", "--max-steps", "1", "--loss-weight",
+                  "bogus=1", *TINY_ARGS)
+    assert r.returncode == 2 and "unknown loss term" in r.stderr
+    r = train_cli(tmp_path / "x", "--out", tmp_path / "y", "--max-steps", "1", *TINY_ARGS)
+    assert r.returncode == 2  # DATA_DIR must exist
+    (tmp_path / "empty").mkdir()
+    r = train_cli(tmp_path / "empty", "--out", tmp_path / "y", "--max-steps", "1", *TINY_ARGS)
+    assert r.returncode == 1 and r.stderr.startswith("nwc: error: no audio files")
+    assert "Traceback" not in r.stderr

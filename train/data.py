@@ -14,8 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .framing import Framing
-from .gain import gain_code, gain_value
+from ..codec.framing import Framing
+from ..codec.gain import gain_code, gain_value
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3", ".opus"}
 

@@ -2,7 +2,7 @@
 
 The threshold is the level (dB SPL, per FFT bin) below which added noise is inaudible in the
 presence of the frame's own signal. It drives the psychoacoustic loss terms of the SPL'20 codec
-(prior-art §E, ``codec/losses.py``). Per frame of ``N`` samples (``N`` = FFT size; 512 is
+(prior-art §E, ``train/losses.py``). Per frame of ``N`` samples (``N`` = FFT size; 512 is
 Annex D's Layer I, 1024 its Layer II), following the Annex's steps 1 and 3-7:
 
 * **Spectrum.** ``X(k) = 10 log10 |1/N Σ h(n) x(n) e^{-j2πkn/N}|²`` with the Annex's
