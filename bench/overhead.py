@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from nwc.codec import api
+from nwc.codec import api, catalog
 from nwc.codec import tier as tiers
 from nwc.formats.container import ContainerWriter
 from nwc.train.data import load_mono
@@ -52,7 +52,7 @@ def main() -> None:
     a = ap.parse_args()
     files = sorted(Path(a.data).rglob("*.wav"))
     files = files[:: max(1, len(files) // a.clips)][: a.clips]
-    names = a.tiers.split(",") if a.tiers else sorted(tiers.available())
+    names = a.tiers.split(",") if a.tiers else sorted(catalog.available())
     print("| tier | audio s | ideal code kbps | range-coded kbps | gain kbps | file kbps "
           "| coder overhead | coder+side+container overhead |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

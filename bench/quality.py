@@ -673,16 +673,13 @@ def anchor_unavailable(anchor: str) -> str | None:
 def tier_rungs(tier: dict) -> list[float]:
     """Nominal kbps of each layer prefix (1..layers) of a tier from ``nwc tiers --json``.
 
-    The training targets in the tier's JSON (``meta.target_layer_kbps``) where recorded; else,
-    for the full stream, the tier's ``target_kbps`` (as speech mode's nominal); else the
-    measured dev kbps of that prefix.
+    The training targets (``target_layer_kbps``) where recorded; else, for the full stream,
+    the tier's ``target_kbps`` (as speech mode's nominal); else the measured dev kbps of that
+    prefix.
     """
-    doc: dict = {}
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        doc = json.loads(Path(str(tier.get("path"))).read_text())
     listed = [m for m in tier.get("layers") or [] if isinstance(m, dict)]
-    n = int(doc.get("cascade", {}).get("stages") or len(listed) or 1)
-    targets = doc.get("meta", {}).get("target_layer_kbps") or []
+    n = int(tier.get("stages") or len(listed) or 1)
+    targets = tier.get("target_layer_kbps") or []
     out = []
     for k in range(n):
         v = targets[k] if k < len(targets) else None

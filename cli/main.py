@@ -28,8 +28,8 @@ from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, pcm_ints,
 from .batch import batch_options, batched
 
 if TYPE_CHECKING:  # torch-free start: the codec is imported where it is used
-    from ..codec.catalog import TierInfo
     from ..codec.tier import Tier
+    from ..codec.tierfile import TierFile
 
 DEFAULT_TIER = "speech-16k"
 
@@ -118,9 +118,9 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _pick_tier(tier: str | None, bitrate: str | None) -> tuple[TierInfo, int]:
+def _pick_tier(tier: str | None, bitrate: str | None) -> tuple[TierFile, int]:
     """The tier (as its JSON describes it: no torch yet) and the layers to code."""
-    from ..codec import catalog
+    from ..codec import catalog, tierfile
 
     if tier and bitrate:
         raise click.UsageError("give --tier or --bitrate, not both")
@@ -131,7 +131,7 @@ def _pick_tier(tier: str | None, bitrate: str | None) -> tuple[TierInfo, int]:
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--bitrate") from None
         # Every (tier, layer prefix) with a measured rate is a rung of the ladder.
-        cands = [(t, k + 1, r) for t in (catalog.read(p) for p in have.values())
+        cands = [(t, k + 1, r) for t in (tierfile.read(p) for p in have.values())
                  for k, r in enumerate(t.layer_kbps()) if r is not None]
         if not cands:
             raise Fatal("no installed tier records its bitrate (see `nwc tiers`)")
@@ -144,7 +144,7 @@ def _pick_tier(tier: str | None, bitrate: str | None) -> tuple[TierInfo, int]:
     return t, t.layers
 
 
-def _packet_frames(t: TierInfo, packet_frames: int | None, max_delay: float | None
+def _packet_frames(t: TierFile, packet_frames: int | None, max_delay: float | None
                    ) -> int | None:
     """``--packet-frames``, or the most frames (up to the tier's) within ``--max-delay`` ms."""
     from ..codec.catalog import latency_ms
@@ -163,7 +163,7 @@ def _packet_frames(t: TierInfo, packet_frames: int | None, max_delay: float | No
     return fits[-1]
 
 
-def _load_tier(t: TierInfo, threads: int) -> Tier:
+def _load_tier(t: TierFile, threads: int) -> Tier:
     """Import torch and build the tier ``t`` describes: the slow part of starting up."""
     import torch
 
@@ -243,7 +243,8 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
     Many files: `nwc encode a.wav b.flac talks/ -o coded/ --jobs 4` (folders are searched
     recursively; each output is IN's name, or its path below the folder, as .nwc).
     """
-    from ..codec.catalog import check_weights, header_for
+    from ..codec.catalog import header_for
+    from ..codec.tierfile import check_weights
 
     tag_map = _parse_tags(tags)
     if verify and out == "-":
@@ -519,20 +520,9 @@ def info(inp, as_json, debug) -> None:
 @handle_errors
 def tiers_cmd(as_json, debug) -> None:
     """List installed tiers with their measured real bitrate and quality."""
-    from ..codec import catalog
+    from ..codec import catalog, tierfile
 
-    rows = []
-    for name, path in sorted(catalog.available().items()):
-        doc = json.loads(Path(path).read_text())
-        meta = doc.get("meta", {})
-        dev = meta.get("dev", {})
-        layers = meta.get("dev_layers") or [dev]
-        rows.append({"name": name, "sample_rate": doc["sample_rate"],
-                     "lpc": bool(doc.get("cascade", {}).get("lpc", False)),
-                     "layers": [{k: m.get(k) for k in _TIER_METRICS} for m in layers],
-                     "kbps": dev.get("kbps"), "target_kbps": meta.get("target_kbps"),
-                     **{k: dev.get(k) for k in _TIER_METRICS[1:]},
-                     "parameters": meta.get("parameters"), "path": str(path)})
+    rows = [tierfile.read(path).summary() for _, path in sorted(catalog.available().items())]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -556,8 +546,6 @@ def tiers_cmd(as_json, debug) -> None:
                 click.echo(f"{'  ' + str(k) + ' layer(s)':<23}"
                            + "".join(num(m[c], f) for c, f in cols))
 
-
-_TIER_METRICS = ("kbps", "pesq_wb", "stoi", "visqol", "si_snr")
 
 
 @cli.command()

@@ -2,10 +2,8 @@
 
 ``tier.load`` builds a tier's networks, which needs torch (about 1 s to import). What a stream
 header needs (rate, framing, layer count, the weights hash) and what tier choice needs (the
-measured bitrates) are all in the tier's JSON, so ``nwc encode - -`` writes its header from
-here before it imports torch. ``TierInfo.hash`` is computed from the JSON exactly as
-``Tier.hash`` is from the loaded objects (both hash what ``Tier.save`` wrote; tested for every
-shipped tier), and the CLI checks that they agree once the model is loaded.
+measured bitrates) are all in the tier's JSON (``tierfile.TierFile``), so ``nwc encode - -``
+writes its header from here before it imports torch.
 
 Tiers are looked up in the shipped ``nwc/weights`` folder and in the folders listed in the
 ``NWC_WEIGHTS`` environment variable (``os.pathsep``-separated), user folders first.
@@ -13,10 +11,8 @@ Tiers are looked up in the shipped ``nwc/weights`` folder and in the folders lis
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -24,14 +20,12 @@ from ..formats.container import StreamHeader
 from .entropy import CODER_ID
 from .framing import MAX_PACKET_FRAMES, Framing
 from .gain import GAIN_BITS
+from .tierfile import TierError, TierFile, peek_name, read
 
-TIER_FORMAT = "nwc-tier-2"
-LEGACY_FORMAT = "nwc-tier-1"   # one NWC module, no LPC
+__all__ = ["TierError", "TierFile", "available", "find", "header_for", "info", "latency_ms",
+           "packet_framing", "parse_bitrate", "search_dirs"]
+
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-class TierError(RuntimeError):
-    """A tier is missing, damaged or does not match what a stream needs."""
 
 
 def search_dirs() -> list[Path]:
@@ -45,12 +39,9 @@ def available() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for d in search_dirs():
         for j in sorted(d.glob("*.json")) if d.is_dir() else []:
-            try:
-                doc = json.loads(j.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(doc, dict) and doc.get("format") in (TIER_FORMAT, LEGACY_FORMAT):
-                found.setdefault(str(doc.get("name", j.stem)), j)
+            name = peek_name(j)
+            if name is not None:
+                found.setdefault(name, j)
     return found
 
 
@@ -64,35 +55,8 @@ def parse_bitrate(text: str) -> float:
     return value
 
 
-def check_weights(info: TierInfo) -> None:
-    """Refuse a tier whose weights file is missing or does not match its JSON (as
-    ``tier.load`` would, but without torch: ``nwc encode - -`` checks before its header)."""
-    path = info.path.with_suffix(".safetensors")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise TierError(f"missing weights for tier {info.name!r}: {e}") from None
-    if hashlib.sha256(raw).hexdigest() != info.weights_sha256:
-        raise TierError(f"weights of tier {info.name!r} do not match their hash ({path})")
-
-
-def stream_hash(weights_sha256: str, coding: dict) -> str:
-    """Identity of weights + tables + framing, as written into stream headers."""
-    h = hashlib.sha256(weights_sha256.encode())
-    h.update(json.dumps(coding, sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
-def layer_kbps(meta: dict, layers: int) -> list[float | None]:
-    """Measured real bitrate of each layer prefix (1..layers) on the dev set."""
-    per = meta.get("dev_layers")
-    if per and len(per) == layers:
-        return [m.get("kbps") for m in per]
-    return [None] * (layers - 1) + [meta.get("dev", {}).get("kbps")]
-
-
 class TierLike(Protocol):
-    """What a stream header needs of a tier (a loaded ``Tier`` or a ``TierInfo``)."""
+    """What a stream header needs of a tier (a loaded ``Tier`` or a ``TierFile``)."""
 
     name: str
     sample_rate: int
@@ -108,39 +72,6 @@ class TierLike(Protocol):
     def model_id(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class TierInfo:
-    """A tier as its JSON describes it."""
-
-    name: str
-    path: Path
-    sample_rate: int
-    framing: Framing
-    layers: int
-    hash: str
-    weights_sha256: str
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def model_id(self) -> str:
-        return f"nwc-{self.name}"
-
-    def layer_kbps(self) -> list[float | None]:
-        return layer_kbps(self.meta, self.layers)
-
-
-def read_doc(json_path: Path) -> dict:
-    """A tier's JSON document, after checking it is one (its contents are not checked)."""
-    try:
-        doc = json.loads(Path(json_path).read_text())
-    except (OSError, ValueError) as e:
-        raise TierError(f"cannot read tier file {json_path}: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") not in (TIER_FORMAT, LEGACY_FORMAT):
-        fmt = doc.get("format") if isinstance(doc, dict) else None
-        raise TierError(f"{json_path} is not an nwc tier (format {fmt!r})")
-    return doc
-
-
 def find(name: str) -> Path:
     """The JSON file of an installed tier."""
     tiers = available()
@@ -150,32 +81,7 @@ def find(name: str) -> Path:
     return tiers[name]
 
 
-def read(json_path: Path) -> TierInfo:
-    """Describe one tier from its JSON file (the weights file is neither read nor checked)."""
-    json_path = Path(json_path)
-    doc = read_doc(json_path)
-    try:
-        fr = doc["framing"]
-        framing = Framing(int(fr["frame"]), int(fr["hop"]), int(fr["packet_frames"]))
-        rate = int(doc["sample_rate"])
-        # The dict Tier._coding_dict rebuilds from the loaded objects (what save() wrote).
-        coding: dict = {"sample_rate": rate, "framing": {
-            "frame": framing.frame, "hop": framing.hop, "packet_frames": framing.packet_frames}}
-        if doc["format"] == LEGACY_FORMAT:
-            coding.update(config=doc["config"], tables=doc["tables"])
-            layers = 1
-        else:
-            coding.update(cascade=doc["cascade"], tables=doc["tables"],
-                          lsf_tables=doc.get("lsf_tables"))
-            layers = int(doc["cascade"].get("stages", 1))
-        weights = str(doc["weights_sha256"])
-        return TierInfo(str(doc["name"]), json_path, rate, framing, layers,
-                        stream_hash(weights, coding), weights, dict(doc.get("meta") or {}))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise TierError(f"tier {doc.get('name')!r} is damaged: {e}") from None
-
-
-def info(name: str) -> TierInfo:
+def info(name: str) -> TierFile:
     """Describe an installed tier by name."""
     return read(find(name))
 

@@ -14,30 +14,20 @@ Tiers are looked up in the shipped ``nwc/weights`` folder and in the folders lis
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 
+from . import tierfile
 from .cascade import Cascade, CascadeConfig
-from .catalog import (  # noqa: F401 - the lookup lives in the torch-free catalog
-    LEGACY_FORMAT,
-    SHIPPED_DIR,
-    TIER_FORMAT,
-    TierError,
-    available,
-    find,
-    layer_kbps,
-    read_doc,
-    search_dirs,
-    stream_hash,
-)
+from .catalog import SHIPPED_DIR, find  # noqa: F401 - SHIPPED_DIR: where shipped tiers live
 from .entropy import CodeTables
 from .framing import Framing
 from .model import NWCConfig
+from .tierfile import TierError  # noqa: F401 - re-exported: callers catch it from here
 
 
 @dataclass
@@ -65,7 +55,7 @@ class Tier:
 
     def layer_kbps(self) -> list[float | None]:
         """Measured real bitrate of each layer prefix (1..layers) on the dev set."""
-        return layer_kbps(self.meta, self.layers)
+        return self.file().layer_kbps()
 
     @property
     def model_id(self) -> str:
@@ -74,7 +64,7 @@ class Tier:
     @property
     def hash(self) -> str:
         """Identity of weights + tables + framing, as written into stream headers."""
-        return stream_hash(self.weights_sha256, self._coding_dict())
+        return self.file().hash
 
     @property
     def symbols_per_second(self) -> float:
@@ -86,41 +76,26 @@ class Tier:
         """Measured real bitrate on the dev set, if training recorded one."""
         return self.meta.get("dev", {}).get("kbps")
 
-    def _coding_dict(self) -> dict:
-        framing = {"frame": self.framing.frame, "hop": self.framing.hop,
-                   "packet_frames": self.framing.packet_frames}
-        if self.legacy:
-            return {"sample_rate": self.sample_rate, "framing": framing,
-                    "config": self.config.nwc.to_dict(), "tables": self.tables[0].to_list()}
-        return {
-            "sample_rate": self.sample_rate, "framing": framing,
-            "cascade": self.config.to_dict(),
-            "tables": [t.to_list() for t in self.tables],
-            "lsf_tables": None if self.lsf_tables is None else self.lsf_tables.to_list(),
-        }
+    def file(self, path: Path | None = None) -> tierfile.TierFile:
+        """The tier file describing this tier (as ``save`` writes it)."""
+        return tierfile.TierFile(
+            self.name, self.sample_rate, self.framing, self.config.to_dict(),
+            [t.to_list() for t in self.tables], self.weights_sha256,
+            None if self.lsf_tables is None else self.lsf_tables.to_list(), self.meta,
+            self.legacy, path)
 
     def save(self, stem: Path, extra: dict | None = None) -> None:
         """Write ``stem.safetensors`` and ``stem.json`` (atomically, via temp files)."""
         stem = Path(stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        weights = stem.with_suffix(".safetensors")
-        tmp = weights.with_suffix(".safetensors.tmp")
+        tmp = stem.with_suffix(".safetensors.tmp")
         self.legacy = False  # saving always writes the current format
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(tmp))
-        umask = os.umask(0o022)  # safetensors writes 0600; tiers are shared, readable files
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        self.weights_sha256 = digest
+        self.weights_sha256 = hashlib.sha256(tmp.read_bytes()).hexdigest()
         if extra:
             self.meta.update(extra)
-        doc = {"format": TIER_FORMAT, "name": self.name, "weights_sha256": digest,
-               **self._coding_dict(), "meta": self.meta}
-        jtmp = stem.with_suffix(".json.tmp")
-        jtmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, weights)
-        os.replace(jtmp, stem.with_suffix(".json"))
+        tierfile.write(stem, self.file(), tmp)
 
 
 def build(name: str, sample_rate: int, framing: Framing, config: CascadeConfig | NWCConfig,
@@ -151,33 +126,18 @@ def build(name: str, sample_rate: int, framing: Framing, config: CascadeConfig |
 
 def load_path(json_path: Path) -> Tier:
     """Load one tier from its JSON file; checks the format, the hash and every tensor."""
-    json_path = Path(json_path)
-    doc = read_doc(json_path)
-    weights = json_path.with_suffix(".safetensors")
+    tf = tierfile.read(Path(json_path))
+    raw = tierfile.check_weights(tf)
     try:
-        raw = weights.read_bytes()
-    except OSError as e:
-        raise TierError(f"missing weights for tier {doc.get('name')!r}: {e}") from None
-    if hashlib.sha256(raw).hexdigest() != doc["weights_sha256"]:
-        raise TierError(f"weights of tier {doc['name']!r} do not match their hash ({weights})")
-    fr = doc["framing"]
-    legacy = doc["format"] == LEGACY_FORMAT
-    try:
-        framing = Framing(fr["frame"], fr["hop"], fr["packet_frames"])
-        if legacy:
-            config = CascadeConfig(nwc=NWCConfig.from_dict(doc["config"]))
-            tables = [CodeTables(doc["tables"])]
-            lsf = None
-        else:
-            config = CascadeConfig.from_dict(doc["cascade"])
-            tables = [CodeTables(t) for t in doc["tables"]]
-            lsf = None if doc.get("lsf_tables") is None else CodeTables(doc["lsf_tables"])
-        tier = build(doc["name"], int(doc["sample_rate"]), framing, config, tables,
-                     state=load_file(str(weights)), meta=doc.get("meta", {}), lsf_tables=lsf)
+        config = CascadeConfig.from_dict(tf.cascade)
+        tables = [CodeTables(t) for t in tf.tables]
+        lsf = None if tf.lsf_tables is None else CodeTables(tf.lsf_tables)
+        tier = build(tf.name, tf.sample_rate, tf.framing, config, tables, state=load_tensors(raw),
+                     meta=tf.meta, lsf_tables=lsf)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise TierError(f"tier {doc.get('name')!r} is damaged: {e}") from None
-    tier.weights_sha256 = doc["weights_sha256"]
-    tier.legacy = legacy
+        raise TierError(f"tier {tf.name!r} is damaged: {e}") from None
+    tier.weights_sha256 = tf.weights_sha256
+    tier.legacy = tf.legacy
     return tier
 
 

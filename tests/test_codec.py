@@ -15,7 +15,7 @@ import torch
 from conftest import TINY_CONFIG, reference_decode, speech_like
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nwc.codec import api, entropy
+from nwc.codec import api, catalog, entropy, tierfile
 from nwc.codec import tier as tiers
 from nwc.codec.api import CodecError, StreamDecoder, StreamEncoder, decode_packets, encode_array
 from nwc.codec.framing import Framing, OverlapAdd, split_frames
@@ -411,12 +411,12 @@ def test_tier_load_is_strict(tiny_tier, tmp_path) -> None:
 
 
 def test_tier_lookup_uses_nwc_weights(weights_dir, tmp_path, monkeypatch) -> None:
-    assert tiers.available()["tiny"] == weights_dir / "tiny.json"
+    assert catalog.available()["tiny"] == weights_dir / "tiny.json"
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(weights_dir / "tiny.json", other / "tiny.json")  # shadowing copy, no weights
     monkeypatch.setenv("NWC_WEIGHTS", f"{other}{os.pathsep}{weights_dir}")
-    assert tiers.available()["tiny"] == other / "tiny.json"
+    assert catalog.available()["tiny"] == other / "tiny.json"
 
 
 def test_stream_for_missing_tier_names_it(tiny_tier) -> None:
@@ -503,9 +503,9 @@ def test_catalog_describes_tiers_without_loading_them(tiny_tier, lpc_tier) -> No
             t.hash, t.layers, t.framing, t.sample_rate, t.model_id)
         assert info.layer_kbps() == t.layer_kbps()
         assert catalog.header_for(info, 44100, 2, 7) == api.header_for(t, 44100, 2, 7)
-        catalog.check_weights(info)
+        tierfile.check_weights(info)
     for path in sorted(tiers.SHIPPED_DIR.glob("*.json")):  # legacy and cascade formats
-        assert catalog.read(path).hash == tiers.load_path(path).hash, path.name
+        assert tierfile.read(path).hash == tiers.load_path(path).hash, path.name
 
 
 def test_warm_up_changes_nothing(tiny_tier, lpc_tier) -> None:

@@ -112,15 +112,12 @@ def test_interpolate_is_linear_between_neighbours_and_nan_outside(quality) -> No
 
 
 def test_tier_rungs(quality, tmp_path) -> None:
-    doc = tmp_path / "t.json"
-    doc.write_text('{"cascade": {"stages": 3}, "meta": {"target_layer_kbps": [48, 64]}}')
-    listed = {"path": str(doc), "target_kbps": 96.0,
+    listed = {"stages": 3, "target_layer_kbps": [48, 64], "target_kbps": 96.0,
               "layers": [{"kbps": 50.0}, {"kbps": 66.0}, {"kbps": 99.0}]}
     assert quality.tier_rungs(listed) == [48.0, 64.0, 96.0]
     del listed["target_kbps"]  # no target for the last prefix: its measured dev kbps
     assert quality.tier_rungs(listed) == [48.0, 64.0, 99.0]
-    assert quality.tier_rungs({"path": str(tmp_path / "gone.json"), "target_kbps": 64.0,
-                               "layers": [{"kbps": 66.0}]}) == [64.0]
+    assert quality.tier_rungs({"target_kbps": 64.0, "layers": [{"kbps": 66.0}]}) == [64.0]
 
 
 def row(codec: str, mode: str, nominal: float, real: float, visqol: float, **kw) -> dict:

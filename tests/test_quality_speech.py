@@ -15,13 +15,12 @@ from conftest import write_wav
 def fake_tiers(tmp_path: Path) -> list[dict]:
     """`nwc tiers --json` rows: a one-layer and a two-layer 16 kHz tier, a three-layer one
     whose JSON records per-layer targets, and a 44.1 kHz music tier."""
-    low = tmp_path / "speech-low.json"
-    low.write_text('{"cascade": {"stages": 3}, "meta": {"target_layer_kbps": [8, 16, 32]}}')
     return [
         {"name": "music", "sample_rate": 44100, "target_kbps": 64.0, "kbps": 62.6,
          "layers": [{"kbps": 62.6}], "path": str(tmp_path / "music.json")},
         {"name": "speech-low", "sample_rate": 16000, "target_kbps": 32.0, "kbps": 33.0,
-         "layers": [{"kbps": 9.0}, {"kbps": 17.0}, {"kbps": 33.0}], "path": str(low)},
+         "stages": 3, "target_layer_kbps": [8, 16, 32],
+         "layers": [{"kbps": 9.0}, {"kbps": 17.0}, {"kbps": 33.0}]},
         {"name": "speech-layered", "sample_rate": 16000, "target_kbps": 24.0, "kbps": 26.5,
          "layers": [{"kbps": 16.2}, {"kbps": 26.5}], "path": str(tmp_path / "gone.json")},
         {"name": "speech-16k", "sample_rate": 16000, "target_kbps": 16.0, "kbps": 16.2,
