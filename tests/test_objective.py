@@ -46,7 +46,6 @@ def test_presets_and_overrides() -> None:
 @pytest.mark.parametrize(("kw", "message"), [
     ({"loss": "nope"}, "unknown loss"),
     ({"loss_weights": {"bogus": 1}}, "unknown loss term"),
-    ({"lpc": True, "loss": "psychoacoustic"}, "psychoacoustic"),
     ({"layer_bitrates": [8000, 6000]}, "increase"),
     ({"freeze": 1}, "--init-from"),
     ({"max_steps": 0}, "--max-steps"),

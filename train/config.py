@@ -63,11 +63,9 @@ class TrainConfig:
         if self.loss not in PRESETS:
             raise ConfigError(f"unknown loss {self.loss!r}; use one of {', '.join(PRESETS)}")
         try:
-            weights = self.weights
+            self.weights  # noqa: B018 - raises on unknown terms
         except KeyError as e:
             raise ConfigError(str(e.args[0])) from None
-        if self.lpc and any(weights.get(t) for t in ("pw", "nmr")):
-            raise ConfigError("the psychoacoustic terms need the signal, not an LPC residual")
         rates = self.rates
         if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
             raise ConfigError("layer bitrates must increase")

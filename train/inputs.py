@@ -96,7 +96,7 @@ def lpc_batch(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: in
     sig = hp[:, LPC_WARM:]
     g_sig = row_gains(sig)
     ref = Reference(torch.from_numpy((sig / g_sig[:, None]).astype(np.float32)).to(device),
-                    sample_rate)
+                    sample_rate, torch.from_numpy(g_sig)[:, None])
     parts = LPCParts(lsf=lsf, lsf_bits=bits, lsd=lsd, idx=idx,
                      synth=lpc.synthesis_responses(sets),
                      ratio=torch.from_numpy(g / g_sig)[:, None].to(device))

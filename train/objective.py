@@ -15,12 +15,27 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from ..codec.lpc import lpc_analysis
 from . import psychoacoustic
-from .losses import mel_distance, noise_to_mask_loss, priority_weighted_loss, time_mse
+from .losses import (
+    WEIGHTING_FFT,
+    asymmetric_log_mel,
+    mel_distance,
+    noise_to_mask_loss,
+    priority_weighted_loss,
+    segmental_mse,
+    time_mse,
+    weighted_spectral_error,
+    weighting_response,
+)
 
 PSY_FFT = 512     # psychoacoustic model frame (MPEG-1 model 1's FFT size)
+# CELP perceptual weighting W(z) = A(z/γ1)/A(z/γ2) of the reference's own LPC (G.729: 0.94 and
+# 0.6; AMR-WB's A(z/0.92) with a 0.68 de-emphasis): the noise follows the formants partly.
+GAMMA1, GAMMA2 = 0.92, 0.68
 
 
 @dataclass
@@ -44,6 +59,16 @@ class Reference:
         gain_db = (20.0 * torch.log10(self.gain.to(self.signal.device))).expand(
             self.frames.shape[:2])
         return psychoacoustic.masking_threshold(self.frames, self.sample_rate, gain_db=gain_db)
+
+    @functools.cached_property
+    def weighting(self) -> torch.Tensor:
+        """|W|² (B, frames, bins) of each half-overlapping WEIGHTING_FFT frame, from the
+        reference frame's own LPC (no gradient: it describes the target)."""
+        frames = self.signal.detach().unfold(1, WEIGHTING_FFT, WEIGHTING_FFT // 2)
+        b, n, _ = frames.shape
+        a = lpc_analysis(frames.reshape(b * n, -1).cpu().numpy(), self.sample_rate)
+        w2 = weighting_response(a, GAMMA1, GAMMA2).astype(np.float32)
+        return torch.from_numpy(w2.reshape(b, n, -1)).to(self.signal.device)
 
 
 @dataclass
@@ -74,12 +99,27 @@ def _noise_to_mask(p: Pair) -> torch.Tensor:
     return noise_to_mask_loss(p.rec_frames, p.ref.frames, p.ref.mask_db, log_ratio=True)
 
 
+def _asymmetric(p: Pair) -> torch.Tensor:
+    return asymmetric_log_mel(p.rec, p.ref.signal, p.ref.sample_rate)
+
+
+def _segmental(p: Pair) -> torch.Tensor:
+    return segmental_mse(p.rec, p.ref.signal)
+
+
+def _weighted(p: Pair) -> torch.Tensor:
+    return weighted_spectral_error(p.rec, p.ref.signal, p.ref.weighting)
+
+
 #: term name -> (function, what it measures)
 TERMS: dict[str, tuple[Callable[[Pair], torch.Tensor], str]] = {
     "time": (_time, "waveform MSE relative to the reference power (~1/SNR)"),
     "mel": (_mel, "multi-resolution log-mel L1 distance"),
     "pw": (_priority_weighted, "SPL'20 priority-weighted log-spectral error, per dB²"),
     "nmr": (_noise_to_mask, "noise above the MPEG-1 masking threshold, dB"),
+    "asym": (_asymmetric, "log-mel distance, added energy 4x the cost of missing energy"),
+    "segtime": (_segmental, "waveform error over signal power per 16 ms frame (segmental)"),
+    "wspec": (_weighted, "CELP perceptually weighted error, A(z/0.92)/A(z/0.68) of the ref"),
 }
 
 #: ``--loss`` presets: term -> weight
