@@ -118,7 +118,7 @@ class NoiseQuantizer(Quantizer):
 
     def __init__(self, channels: int, half: int = 15) -> None:
         super().__init__()
-        self.half = half
+        self.max_level = half  # not `half`: that would shadow nn.Module.half()
         self.n_symbols = 2 * half + 1
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.loc = nn.Parameter(torch.zeros(channels))
@@ -136,7 +136,7 @@ class NoiseQuantizer(Quantizer):
         return -torch.log(torch.clamp(inner, min=1e-9)) / LN2
 
     def forward(self, y: torch.Tensor, quantize: bool = True):
-        y = torch.clamp(y, -self.half - 0.49, self.half + 0.49)
+        y = torch.clamp(y, -self.max_level - 0.49, self.max_level + 0.49)
         if not quantize:
             return y, self._bits(y).mean(), y.new_zeros(())
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
@@ -144,13 +144,13 @@ class NoiseQuantizer(Quantizer):
         return hard, self._bits(noisy).mean(), y.new_zeros(())
 
     def hard_bits(self, y: torch.Tensor) -> torch.Tensor:
-        return self._bits(torch.round(torch.clamp(y, -self.half, self.half))).mean()
+        return self._bits(torch.round(torch.clamp(y, -self.max_level, self.max_level))).mean()
 
     def to_symbols(self, y: np.ndarray) -> np.ndarray:
-        return round_clip_np(np.asarray(y, dtype=np.float32), self.half)
+        return round_clip_np(np.asarray(y, dtype=np.float32), self.max_level)
 
     def from_symbols(self, s: np.ndarray) -> np.ndarray:
-        return (s.astype(np.float32) - self.half)
+        return (s.astype(np.float32) - self.max_level)
 
 
 class SoftmaxQuantizer(Quantizer):

@@ -94,7 +94,7 @@ def test_cascade_closed_loop_codes_unchanged() -> None:
         for k, st in enumerate(cas.stages):
             s = cas.scale(k)
             sym = round_clip_symbols(st.encoder(((fr - total) * s)[:, None, :]).numpy(),
-                                     st.quantizer.half)
+                                     st.quantizer.max_level)
             want.append(sym)
             y = st.decoder(torch.from_numpy(st.quantizer.from_symbols(sym)))[:, 0, :]
             total = total + y / s
@@ -123,7 +123,7 @@ def test_coding_path_codes_unchanged_by_fast_path(tiny_tier) -> None:
     seg = seg / gain_value(gain_code(seg))
     fr = torch.from_numpy(split_frames(seg, f, f.packet_frames).astype(np.float32))
     with torch.no_grad():
-        ref = round_clip_symbols(stage.encoder(fr[:, None, :]).numpy(), stage.quantizer.half)
+        ref = round_clip_symbols(stage.encoder(fr[:, None, :]).numpy(), stage.quantizer.max_level)
     with torch.inference_mode():
         fast = stage.quantizer.to_symbols(stage.encode(fr).numpy())
     assert np.array_equal(fast, ref)
