@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from nwc.codec import api
+from nwc.codec import api, infer
 from nwc.codec import tier as tiers
 from nwc.evaluation import metrics, noise
 from nwc.formats.container import END, Packet, encode_header, encode_packet
@@ -74,12 +74,12 @@ class Unquantized:
         with torch.inference_mode():
             for k in range(n_stages):
                 stage, s = m.stages[k], m.scale(k)
-                lat = stage.encode((x - total) * s)
+                lat = infer.encode(stage, (x - total) * s)
                 sym = stage.quantizer.to_symbols(lat.numpy())
                 symbols.append(sym)
                 latents.append(lat.numpy())
                 if k + 1 < n_stages:
-                    y = stage.decode(torch.from_numpy(stage.quantizer.from_symbols(sym)),
+                    y = infer.decode(stage, torch.from_numpy(stage.quantizer.from_symbols(sym)),
                                      exact=True)
                     total = total + y / s
         self.queue.append(latents)
@@ -89,7 +89,7 @@ class Unquantized:
         latents = self.queue.popleft()
         m = self.model
         with torch.inference_mode():
-            out = sum(m.stages[k].decode(torch.from_numpy(latents[k])) / m.scale(k)
+            out = sum(infer.decode(m.stages[k], torch.from_numpy(latents[k])) / m.scale(k)
                       for k in range(len(symbols)))
         return out.numpy()
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import infer
 from .lpc import LSFQuantizer
 from .model import NWC, NWCConfig
 
@@ -101,10 +102,10 @@ class Cascade(nn.Module):
         with torch.inference_mode():
             for k in range(n_stages):
                 stage, s = self.stages[k], self.scale(k)
-                sym = stage.quantizer.to_symbols(stage.encode((x - total) * s).numpy())
+                sym = stage.quantizer.to_symbols(infer.encode(stage, (x - total) * s).numpy())
                 symbols.append(sym)
                 if k + 1 < n_stages:  # closed loop: the next stage codes what the decoder missed
-                    y = stage.decode(torch.from_numpy(stage.quantizer.from_symbols(sym)),
+                    y = infer.decode(stage, torch.from_numpy(stage.quantizer.from_symbols(sym)),
                                      exact=True)  # bit-identical codes (codec/infer.py)
                     total = total + y / s
         return symbols
@@ -116,7 +117,7 @@ class Cascade(nn.Module):
             for k, sym in enumerate(symbols):
                 stage = self.stages[k]
                 q = torch.from_numpy(stage.quantizer.from_symbols(sym))
-                y = stage.decode(q) / self.scale(k)
+                y = infer.decode(stage, q) / self.scale(k)
                 total = y if total is None else total + y
         assert total is not None
         return total.numpy()

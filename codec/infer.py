@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -161,6 +162,20 @@ def _device_of(module: nn.Module) -> torch.device:
     return dev
 
 
+def _runner(exact: bool, cl: bool) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """Run a part of an NWC (a Sequential of layers, or one convolution) with these kernels."""
+    def run(part: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(part, nn.Sequential):
+            return _run(part, x, exact, cl)
+        assert isinstance(part, nn.Conv1d)
+        return _conv(part, x, cl)
+    return run
+
+
+def _contiguous_cl(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)  # split views are not
+
+
 def encode(model: NWC, frames: torch.Tensor) -> torch.Tensor:
     """(B, frame) → latents (B, symbol_channels, steps), bit-identical to the module's encoder.
 
@@ -169,12 +184,7 @@ def encode(model: NWC, frames: torch.Tensor) -> torch.Tensor:
     """
     dev = _device_of(model)
     x = frames.to(dev, torch.float32)[:, None, :]
-    if not model.cfg.harp:
-        return _run(model.encoder, x, exact=True, cl=False).to(frames.device)
-    h = _run(model.encoder[: model.ENC_TAP], x, exact=True, cl=False)
-    y = torch.cat([_run(model.encoder[model.ENC_TAP:], h, exact=True, cl=False),
-                   _conv(model.skip_enc, h, False)], dim=1)
-    return y.to(frames.device)
+    return model.run_encoder(x, _runner(exact=True, cl=False)).to(frames.device)
 
 
 def decode(model: NWC, latents: torch.Tensor, exact: bool = False) -> torch.Tensor:
@@ -187,21 +197,9 @@ def decode(model: NWC, latents: torch.Tensor, exact: bool = False) -> torch.Tens
     dev = _device_of(model)
     x = latents.to(dev, torch.float32)
     if exact:
-        return _decoder(model, x, exact=True, cl=False)[:, 0, :].to(latents.device)
-    y = _decoder(model, _as_4d(x), exact=False, cl=True)
+        return model.run_decoder(x, _runner(exact=True, cl=False))[:, 0, :].to(latents.device)
+    y = model.run_decoder(_as_4d(x), _runner(exact=False, cl=True), _contiguous_cl)
     return y[:, 0, 0, :].to(latents.device)
-
-
-def _decoder(model: NWC, x: torch.Tensor, exact: bool, cl: bool) -> torch.Tensor:
-    """The decoder layers, with the HARP-Net skip joining after the sub-pixel shuffle."""
-    if not model.cfg.harp:
-        return _run(model.decoder, x, exact, cl)
-    main, skip = x.split([model.cfg.code_channels, model.cfg.harp], dim=1)
-    if cl:  # split views are not channels-last contiguous
-        main, skip = (t.contiguous(memory_format=torch.channels_last) for t in (main, skip))
-    h = _run(model.decoder[: model.DEC_TAP], main, exact, cl) \
-        + _run(model.skip_dec, skip, exact, cl)
-    return _run(model.decoder[model.DEC_TAP:], h, exact, cl)
 
 
 class DeviceError(RuntimeError):

@@ -25,6 +25,7 @@ more symbol channels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,6 +33,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from .quantize import Quantizer, make_quantizer
+
+Runner = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 @dataclass
@@ -184,31 +195,33 @@ class NWC(nn.Module):
         return self.cfg.frame // (self.cfg.fb_stride * 2) if self.cfg.plan == "fast" \
             else self.cfg.frame // 2
 
+    def run_encoder(self, x: torch.Tensor, run: Runner = _call) -> torch.Tensor:
+        """(N, 1, frame) → latents through the encoder, each part run by ``run(part, x)``.
+
+        The one definition of the topology: the HARP-Net skip leaves after ENC_TAP layers.
+        Training runs the modules themselves; ``infer.py`` runs its faster kernels."""
+        if not self.cfg.harp:
+            return run(self.encoder, x)
+        h = run(self.encoder[: self.ENC_TAP], x)
+        return torch.cat([run(self.encoder[self.ENC_TAP:], h), run(self.skip_enc, h)], dim=1)
+
+    def run_decoder(self, latents: torch.Tensor, run: Runner = _call,
+                    layout: Callable[[torch.Tensor], torch.Tensor] = _same) -> torch.Tensor:
+        """Latents → (N, 1, frame) through the decoder; the HARP-Net skip joins after DEC_TAP
+        layers (``layout`` re-lays its split halves out for ``run``'s kernels)."""
+        if not self.cfg.harp:
+            return run(self.decoder, latents)
+        main, skip = latents.split([self.cfg.code_channels, self.cfg.harp], dim=1)
+        h = run(self.decoder[: self.DEC_TAP], layout(main)) + run(self.skip_dec, layout(skip))
+        return run(self.decoder[self.DEC_TAP:], h)
+
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, frame) → latents (B, symbol_channels, steps), before quantization."""
-        if torch.is_inference_mode_enabled():  # same latents bit for bit, faster kernels
-            from . import infer
-            return infer.encode(self, frames)
-        x = frames[:, None, :]
-        if not self.cfg.harp:
-            return self.encoder(x)
-        h = self.encoder[: self.ENC_TAP](x)
-        return torch.cat([self.encoder[self.ENC_TAP:](h), self.skip_enc(h)], dim=1)
+        return self.run_encoder(frames[:, None, :])
 
-    def decode(self, latents: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        """(B, symbol_channels, steps) dequantized latents → (B, frame).
-
-        Under inference mode: faster kernels, equal to the forward within float noise, or bit
-        for bit with ``exact`` (an encoder's closed loop, whose codes must not move).
-        """
-        if torch.is_inference_mode_enabled():
-            from . import infer
-            return infer.decode(self, latents, exact)
-        if not self.cfg.harp:
-            return self.decoder(latents)[:, 0, :]
-        main, skip = latents.split([self.cfg.code_channels, self.cfg.harp], dim=1)
-        h = self.decoder[: self.DEC_TAP](main) + self.skip_dec(skip)
-        return self.decoder[self.DEC_TAP:](h)[:, 0, :]
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, symbol_channels, steps) dequantized latents → (B, frame)."""
+        return self.run_decoder(latents)[:, 0, :]
 
     def forward(self, frames: torch.Tensor, quantize: bool = True):
         """Training pass: returns (reconstruction, bits per symbol, quantizer penalty, latents)."""
