@@ -582,10 +582,19 @@ def tiers_cmd(as_json, debug) -> None:
 @click.option("--batch", type=int, default=8, show_default=True, help="Packets per step.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--warmup-steps", type=int, default=200, show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "open"]), default="cosine",
+              show_default=True,
+              help="cosine: learning rate and rate target follow the step/time budget; open: "
+                   "constant learning rate, rate ramp over --ramp-steps (a run resumed again "
+                   "and again).")
+@click.option("--ramp-steps", type=click.IntRange(1), default=2000, show_default=True,
+              help="Steps over which the rate target falls (--schedule open).")
 @click.option("--ramp-start", type=float, default=2.0, show_default=True,
               help="Initial rate target as a multiple of the final one.")
 @click.option("--eval-minutes", type=float, default=10.0, show_default=True)
 @click.option("--eval-clips", type=int, default=16, show_default=True)
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0.001), default=3.0,
+              show_default=True, help="Write the resumable run state this often.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--run-dir", help="Checkpoint folder (default: .OUT.run beside OUT).")
 @click.option("--seed", type=int, default=0)
@@ -594,8 +603,9 @@ def tiers_cmd(as_json, debug) -> None:
 @handle_errors
 def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, freeze, name,
           resume, init_from, device, max_steps, max_minutes,
-          quantizer, plan, channels, code_channels, batch, lr, warmup_steps, ramp_start,
-          eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
+          quantizer, plan, channels, code_channels, batch, lr, warmup_steps, schedule,
+          ramp_steps, ramp_start, eval_minutes, eval_clips, checkpoint_minutes, threads, run_dir,
+          seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
     from ..codec.catalog import parse_bitrate
     from ..train.config import ConfigError, TrainConfig, model_options
@@ -617,8 +627,10 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
                       sample_rate=sample_rate, loss=loss, loss_weights=weights,
                       freeze=freeze, name=name or "",
                       max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
-                      warmup_steps=warmup_steps, ramp_start=ramp_start,
+                      warmup_steps=warmup_steps, ramp_start=ramp_start, schedule=schedule,
+                      ramp_steps=ramp_steps,
                       eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,
+                      checkpoint_minutes=checkpoint_minutes,
                       device=device, threads=threads, resume=resume,
                       init_from=init_from or "", run_dir=run_dir or "",
                       model=model_options(quantizer, plan, channels, code_channels, harp))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +75,7 @@ def test_train_writes_a_loadable_tier(trained: Path) -> None:
 
 def test_resume_continues_from_checkpoint(trained: Path, data_dir: Path) -> None:
     run_dir = trained.parent / f".{trained.name}.run"
-    assert (run_dir / "ckpt.safetensors").exists() and (run_dir / "ckpt.json").exists()
+    assert (run_dir / "ckpt-20.safetensors").exists() and (run_dir / "ckpt.json").exists()
     assert json.loads((run_dir / "ckpt.json").read_text())["step"] == 20
     r = train_cli(data_dir, "--out", trained, "--max-steps", "26", "--resume", *TINY_ARGS)
     assert r.returncode == 0, r.stderr
@@ -163,3 +165,50 @@ def test_loss_weights_are_recorded_and_checked(data_dir: Path, tmp_path: Path) -
     r = train_cli(tmp_path / "empty", "--out", tmp_path / "y", "--max-steps", "1", *TINY_ARGS)
     assert r.returncode == 1 and r.stderr.startswith("nwc: error: no audio files")
     assert "Traceback" not in r.stderr
+
+
+def _weights(stem: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(stem.with_suffix(".safetensors")))
+
+
+def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
+    """12 steps straight, or 6 then a resume for 6 more: the same weights bit for bit (model,
+    optimizer, rate controllers, sampler and torch RNG all come back)."""
+    args = [*TINY_ARGS, "--schedule", "open", "--ramp-steps", "8", "--warmup-steps", "3",
+            "--eval-minutes", "1000"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_cli(data_dir, "--out", straight, "--max-steps", "12", *args).returncode == 0
+    assert train_cli(data_dir, "--out", split, "--max-steps", "6", *args).returncode == 0
+    r = train_cli(data_dir, "--out", split, "--max-steps", "12", "--resume", *args)
+    assert r.returncode == 0 and "step 6" in r.stderr, r.stderr
+    a, b = _weights(straight), _weights(split)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nwc", "train", str(data_dir), "--out", str(out),
+           "--run-dir", str(run_dir), "--max-steps", "100000", "--schedule", "open",
+           "--checkpoint-minutes", "0.002", *TINY_ARGS]  # every ~0.1 s: a kill finds one
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            state = run_dir / "ckpt.json"
+            if state.exists() and json.loads(state.read_text())["step"] >= 5:
+                break
+            time.sleep(0.2)
+        p.send_signal(signal.SIGKILL)  # no chance to clean up
+    finally:
+        p.wait(timeout=30)
+    assert p.returncode == -signal.SIGKILL
+    step = json.loads((run_dir / "ckpt.json").read_text())["step"]
+    assert step >= 5  # the JSON names a whole tensors file:
+    assert (run_dir / json.loads((run_dir / "ckpt.json").read_text())["tensors"]).exists()
+    r = train_cli(data_dir, "--out", out, "--run-dir", run_dir, "--max-steps", str(step + 3),
+                  "--resume", "--schedule", "open", *TINY_ARGS)
+    assert r.returncode == 0 and f"step {step}" in r.stderr, r.stderr
+    assert json.loads((run_dir / "ckpt.json").read_text())["step"] == step + 3

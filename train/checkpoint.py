@@ -3,8 +3,9 @@
 A checkpoint holds the model's and the optimizer's ``state_dict()`` (any optimizer: its
 tensors by parameter index and key, its scalars and parameter groups in JSON), torch's RNG
 state and the trainer's own JSON state (step, time, rate controllers, sampler RNG, history).
-Both files are written to temporary names and renamed, so a kill at any moment leaves the
-previous checkpoint whole.
+The tensors go to a file named by the step, then the JSON that names that file replaces the
+previous JSON (a rename), then older tensor files are removed: a kill at any moment leaves one
+whole checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ STATE = "ckpt.json"
 
 
 def exists(path: Path) -> bool:
-    return (path / STATE).exists() and (path / TENSORS).exists()
+    return (path / STATE).exists()
+
+
+def _tensors_file(path: Path, state: dict[str, Any]) -> Path:
+    return path / state.get("tensors", TENSORS)
 
 
 def save(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -39,18 +44,23 @@ def save(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
             else:
                 scalars.setdefault(str(pid), {})[key] = v
     tensors["rng.torch"] = torch.get_rng_state()
-    doc = dict(state, format=FORMAT, opt_groups=osd["param_groups"], opt_scalars=scalars)
+    name = f"ckpt-{int(state.get('step', 0))}.safetensors"
+    doc = dict(state, format=FORMAT, tensors=name, opt_groups=osd["param_groups"],
+               opt_scalars=scalars)
     path.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path / (TENSORS + ".tmp")))
+    save_file(tensors, str(path / (name + ".tmp")))
+    os.replace(path / (name + ".tmp"), path / name)
     (path / (STATE + ".tmp")).write_text(json.dumps(doc))
-    os.replace(path / (TENSORS + ".tmp"), path / TENSORS)
     os.replace(path / (STATE + ".tmp"), path / STATE)
+    for old in path.glob("ckpt*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
 
 
 def load(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore model, optimizer and torch RNG from ``path``; returns the trainer's state."""
-    tensors = load_file(str(path / TENSORS))
     state = json.loads((path / STATE).read_text())
+    tensors = load_file(str(_tensors_file(path, state)))
     if state.get("format") != FORMAT:
         return _load_legacy(tensors, state, model, opt)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},

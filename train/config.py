@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from .objective import PRESETS, weights_for
 
+SCHEDULES = ("cosine", "open")
+
 
 class ConfigError(ValueError):
     """A training configuration that cannot run."""
@@ -35,6 +37,8 @@ class TrainConfig:
     warmup_steps: int = 200            # steps without quantization
     ramp_fraction: float = 0.4         # part of the run over which the rate target falls
     ramp_start: float = 2.0            # initial target as a multiple of the final one
+    schedule: str = "cosine"           # "cosine": over the budget; "open": no known end
+    ramp_steps: int = 2000             # "open": steps over which the rate target falls
     w_penalty: float = 0.1
     eval_minutes: float = 10.0
     eval_clips: int = 16
@@ -66,6 +70,9 @@ class TrainConfig:
             self.weights  # noqa: B018 - raises on unknown terms
         except KeyError as e:
             raise ConfigError(str(e.args[0])) from None
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use "
+                              f"{' or '.join(SCHEDULES)}")
         rates = self.rates
         if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
             raise ConfigError("layer bitrates must increase")

@@ -51,8 +51,12 @@ def layer_targets(rates: list[float], side_bps: float, symbols_per_second: float
     return targets
 
 
-def learning_rate(progress: float, lr: float, lr_final: float) -> float:
-    """Cosine decay from ``lr`` to ``lr_final`` over the run's progress (0..1)."""
+def learning_rate(progress: float, lr: float, lr_final: float, schedule: str = "cosine"
+                  ) -> float:
+    """Cosine decay from ``lr`` to ``lr_final`` over the run's progress (0..1); an open
+    schedule keeps ``lr`` (a run extended again and again has no end to decay toward)."""
+    if schedule == "open":
+        return lr
     return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * progress))
 
 
