@@ -113,6 +113,16 @@ class TierFile:
             targets[-1] = self.meta.get("target_kbps")
         return targets
 
+    def learning_curve(self) -> list[dict[str, Any]]:
+        """Each dev evaluation of the tier's lineage: cumulative steps and CPU minutes, and
+        every layer prefix's scores (``nwc tiers --history``)."""
+        rows = []
+        for p in self.meta.get("history", []):
+            cpu = p.get("total_cpu_minutes", p.get("cpu_minutes", p.get("minutes")))
+            rows.append({"steps": p.get("total_steps", p.get("step")), "cpu_minutes": cpu,
+                         "layers": [{k: m.get(k) for k in METRICS} for m in p.get("layers", [])]})
+        return rows
+
     def summary(self) -> dict[str, Any]:
         """The row ``nwc tiers --json`` prints."""
         dev = self.meta.get("dev", {})

@@ -212,3 +212,20 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir: Path, tmp_path:
                   "--resume", "--schedule", "open", *TINY_ARGS)
     assert r.returncode == 0 and f"step {step}" in r.stderr, r.stderr
     assert json.loads((run_dir / "ckpt.json").read_text())["step"] == step + 3
+
+
+def test_a_continued_tier_carries_its_lineage(trained: Path, data_dir: Path,
+                                              tmp_path: Path) -> None:
+    src = json.loads(trained.with_suffix(".json").read_text())["meta"]
+    out = tmp_path / "more"
+    r = train_cli(data_dir, "--out", out, "--init-from", trained.with_suffix(".json"),
+                  "--max-steps", "3", *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())["meta"]
+    t = meta["training"]
+    assert t["steps"] == 3 and t["total_steps"] == src["training"]["steps"] + 3
+    assert t["init_from"] == "mini"
+    assert t["total_cpu_minutes"] >= src["training"]["cpu_minutes"]
+    steps = [p["total_steps"] for p in meta["history"]]
+    assert steps == sorted(steps) and steps[-1] == t["total_steps"]
+    assert len(meta["history"]) == len(src["history"]) + 1

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..codec import lpc
+from ..codec import lpc, tierfile
 from ..codec.cascade import Cascade, CascadeConfig, StageOutput
 from ..codec.framing import Framing, split_frames
 from ..codec.gain import GAIN_BITS
@@ -117,6 +117,28 @@ def build_model(cfg: TrainConfig, sampler: PacketSampler, framing: Framing
     return model, ccfg
 
 
+def prior_training(cfg: TrainConfig) -> dict:
+    """Steps, time and learning curve of the ``--init-from`` tier's lineage (zero without),
+    so a run continued from a tier, on any machine, carries its whole history on."""
+    if not cfg.init_from:
+        return {"tier": None, "steps": 0, "minutes": 0.0, "cpu_minutes": 0.0, "history": []}
+    src = tierfile.read(Path(cfg.init_from).with_suffix(".json"))
+    t = src.meta.get("training", {})
+    history = []
+    for point in src.meta.get("history", []):  # older points count from their own run
+        point = dict(point)
+        point.setdefault("total_steps", point.get("step", 0))
+        point.setdefault("total_minutes", point.get("minutes", 0.0))
+        point.setdefault("total_cpu_minutes", point.get("cpu_minutes", point.get("minutes")))
+        history.append(point)
+    return {"tier": src.name,
+            "steps": int(t.get("total_steps", t.get("steps", 0))),
+            "minutes": float(t.get("total_minutes", t.get("minutes", 0.0))),
+            "cpu_minutes": float(t.get("total_cpu_minutes", t.get("cpu_minutes",
+                                                                   t.get("minutes", 0.0)))),
+            "history": history}
+
+
 class Trainer:
     """One run: set up from a ``TrainConfig`` (resuming its run folder if asked), then
     ``run()`` steps until the step or time budget is spent."""
@@ -142,6 +164,7 @@ class Trainer:
         self._setup_rate()
         self.step_count, self.elapsed, self.cpu_seconds = 0, 0.0, 0.0
         self.history: list[dict] = []
+        self.prior = prior_training(cfg)  # what the --init-from tier had already trained
         self.bad_steps = 0  # consecutive steps dropped for non-finite gradients
         if cfg.resume and checkpoint.exists(self.run_dir):
             self._resume()
@@ -195,7 +218,7 @@ class Trainer:
     def _state(self) -> dict:
         return {"step": self.step_count, "elapsed": self.elapsed,
                 "cpu_seconds": self.cpu_seconds, "ctrl": [c.state() for c in self.ctrls],
-                "rate_fix": self.rate_fix, "history": self.history,
+                "rate_fix": self.rate_fix, "history": self.history, "prior": self.prior,
                 "sampler_rng": self.data.sampler.rng.bit_generator.state}
 
     def _resume(self) -> None:
@@ -206,6 +229,7 @@ class Trainer:
             c.load(s)
         self.rate_fix = st["rate_fix"]
         self.history = st.get("history", [])
+        self.prior = st.get("prior", self.prior)
         if "sampler_rng" in st:
             self.data.sampler.rng.bit_generator.state = st["sampler_rng"]
         if self.rank == 0:
@@ -334,7 +358,8 @@ class Trainer:
             "dev_layers": metrics or [],
             "parameters": parameter_counts(model),
             "training": {"steps": self.step_count, "minutes": round(self.elapsed / 60, 1),
-                         "cpu_minutes": round(self.cpu_seconds / 60, 1),
+                         "cpu_minutes": round(self.cpu_seconds / 60, 1), **self._totals(),
+                         "init_from": self.prior.get("tier"),
                          "cpu_threads": cfg.threads, "world_size": self.world,
                          "device": str(self.device), "data": str(cfg.data),
                          "train_minutes_of_audio": round(self.data.train_seconds / 60, 1),
@@ -359,9 +384,16 @@ class Trainer:
         _log(f"[eval] step {self.step_count} {self.elapsed / 60:.1f} min: {json.dumps(ms)}")
         t.save(self.out_path, {"history": self.history})
 
+    def _totals(self) -> dict:
+        """This run's steps and time plus the lineage's before it."""
+        return {"total_steps": self.prior["steps"] + self.step_count,
+                "total_minutes": round(self.prior["minutes"] + self.elapsed / 60, 1),
+                "total_cpu_minutes": round(self.prior["cpu_minutes"] + self.cpu_seconds / 60, 1)}
+
     def _point(self, layers: list[dict]) -> dict:
         return {"step": self.step_count, "minutes": round(self.elapsed / 60, 1),
-                "cpu_minutes": round(self.cpu_seconds / 60, 1), "layers": layers}
+                "cpu_minutes": round(self.cpu_seconds / 60, 1), **self._totals(),
+                "layers": layers}
 
     def run(self) -> Tier | None:
         """Train until the budget is spent; returns the exported tier on rank 0."""
@@ -392,7 +424,8 @@ class Trainer:
         if self.rank == 0:
             self.checkpoint()
             tier = self.export()
-            tier.meta["history"] = self.history + [self._point(tier.meta["dev_layers"])]
+            tier.meta["history"] = (self.prior["history"] + self.history
+                                    + [self._point(tier.meta["dev_layers"])])
             tier.save(self.out_path)
             _log(f"wrote {self.out_path}.safetensors / .json: "
                  f"{json.dumps(tier.meta['dev_layers'])}")
