@@ -14,7 +14,7 @@ This module works on frames and symbols only; framing, gains and the range coder
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -68,12 +68,17 @@ class Cascade(nn.Module):
         self.stages = nn.ModuleList(NWC(cfg.nwc) for _ in range(cfg.stages))
 
     @property
+    def nwc_stages(self) -> list[NWC]:
+        """The stages, typed (a ModuleList holds plain Modules as far as a checker knows)."""
+        return [cast(NWC, s) for s in self.stages]
+
+    @property
     def code_steps(self) -> int:
-        return self.stages[0].code_steps
+        return self.nwc_stages[0].code_steps
 
     @property
     def symbol_channels(self) -> int:
-        return self.stages[0].symbol_channels
+        return self.nwc_stages[0].symbol_channels
 
     def scale(self, k: int) -> float:
         return 1.0 if k == 0 else self.cfg.res_scale
@@ -101,7 +106,7 @@ class Cascade(nn.Module):
         symbols = []
         with torch.inference_mode():
             for k in range(n_stages):
-                stage, s = self.stages[k], self.scale(k)
+                stage, s = self.nwc_stages[k], self.scale(k)
                 sym = stage.quantizer.to_symbols(infer.encode(stage, (x - total) * s).numpy())
                 symbols.append(sym)
                 if k + 1 < n_stages:  # closed loop: the next stage codes what the decoder missed
@@ -115,7 +120,7 @@ class Cascade(nn.Module):
         total = None
         with torch.inference_mode():
             for k, sym in enumerate(symbols):
-                stage = self.stages[k]
+                stage = self.nwc_stages[k]
                 q = torch.from_numpy(stage.quantizer.from_symbols(sym))
                 y = infer.decode(stage, q) / self.scale(k)
                 total = y if total is None else total + y

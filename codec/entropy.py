@@ -28,7 +28,7 @@ class EntropyError(ValueError):
 class CodeTables:
     """Integer frequency tables, shape (channels, n_symbols), all entries ≥ 1."""
 
-    freqs: np.ndarray
+    freqs: np.ndarray  # or anything np.asarray takes (a tier file's nested lists)
     _models: list = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:

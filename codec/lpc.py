@@ -357,6 +357,7 @@ class LSFQuantizer(nn.Module):
                              * math.pi / (order + 1))
         self.log_step = nn.Parameter(torch.full((order,), math.log(step)))
         self.q = NoiseQuantizer(order, half)
+        self.mean: torch.Tensor  # a buffer (registered above)
 
     @property
     def n_symbols(self) -> int:

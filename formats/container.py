@@ -94,7 +94,7 @@ class SupportsRead(Protocol):
 class SupportsWrite(Protocol):
     """A binary file object with ``write``; may accept fewer bytes than offered (raw I/O)."""
 
-    def write(self, data: bytes, /) -> int | None: ...
+    def write(self, data: bytes | memoryview, /) -> int | None: ...
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 from ..codec import api
 from ..codec.tier import Tier
 from ..evaluation import metrics
-from ..formats.container import END, Packet, encode_packet
+from ..formats.container import END, Damage, Packet, encode_packet
 
 
 def clip_scores(x: np.ndarray, y: np.ndarray, sr: int) -> dict[str, float]:
@@ -44,12 +44,14 @@ def _cut_stream(tier: Tier, x: np.ndarray, packets: list[Packet], k: int
                 ) -> tuple[int, np.ndarray]:
     """(bytes, decoded) of a clip's stream cut to ``k`` layers (exactly a k-layer encode)."""
     sr = tier.sample_rate
-    cut = [Packet(kind=p.kind, seq=p.seq, granule=p.granule, side=p.side, layers=p.layers[:k])
-           for p in packets]
+    cut: list[Packet | Damage] = [
+        Packet(kind=p.kind, seq=p.seq, granule=p.granule, side=p.side, layers=p.layers[:k])
+        for p in packets]
     h = api.header_for(tier, sr, 1, x.shape[0], layers=k)
     end = Packet(kind=END, seq=len(cut), granule=x.shape[0], side=b"", layers=[],
                  original_samples=x.shape[0])
-    size = sum(len(encode_packet(p)) for p in cut) + len(encode_packet(end))
+    size = sum(len(encode_packet(p)) for p in cut if isinstance(p, Packet)) \
+        + len(encode_packet(end))
     return size, api.decode_packets(tier, h, cut + [end])[:, 0]
 
 

@@ -19,7 +19,7 @@ def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
                 sample_rate: int, n_packets: int = 256
                 ) -> tuple[list[entropy.CodeTables], entropy.CodeTables | None]:
     """Integer code tables from the hard symbol histograms of ``n_packets`` random packets."""
-    stages = list(model.stages)
+    stages = model.nwc_stages
     hists = [np.zeros((m.symbol_channels, m.quantizer.n_symbols), np.int64) for m in stages]
     lsf_hist = None if model.lsf is None else np.zeros((lpc.ORDER, model.lsf.n_symbols),
                                                        np.int64)
@@ -42,8 +42,9 @@ def parameter_counts(model: Cascade) -> dict[str, int]:
     """Encoder, decoder and quantizer parameters of the whole cascade (HARP-Net's skip
     encoder counts with the encoder, its decoder with the decoder)."""
     n_layers = len(model.stages)
-    stage = model.stages[0]
-    harp = (stage.skip_enc, stage.skip_dec) if stage.cfg.harp else ()
+    stage = model.nwc_stages[0]
+    harp: tuple[torch.nn.Module, ...] = (stage.skip_enc, stage.skip_dec) if stage.cfg.harp \
+        else ()
     enc = count_parameters(stage.encoder) + sum(count_parameters(m) for m in harp[:1])
     dec = count_parameters(stage.decoder) + sum(count_parameters(m) for m in harp[1:])
     return {"encoder": enc * n_layers, "decoder": dec * n_layers,

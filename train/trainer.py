@@ -279,7 +279,8 @@ class Trainer:
     def _hard_bits(self, batch: Batch, out: StageOutput) -> torch.Tensor:
         """Each layer's hard bits per symbol in this batch (averaged over DDP ranks)."""
         with torch.no_grad():
-            hard = torch.stack([self.model.stages[k].quantizer.hard_bits(out.latents[k].detach())
+            stages = self.model.nwc_stages
+            hard = torch.stack([stages[k].quantizer.hard_bits(out.latents[k].detach())
                                 for k in range(self.n_layers)])
             if batch.lpc is not None and self.model.lsf is not None:
                 hard[0] += self.model.lsf.hard_bits(batch.lpc.lsf) * lpc.ORDER \
