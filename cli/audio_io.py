@@ -187,8 +187,8 @@ def _open_spooled(stdin: BinaryIO) -> AudioSource:
     try:
         sfile = sf.SoundFile(spool)
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        raise InputError("stdin: neither WAV nor a format soundfile reads (FLAC, Ogg, AIFF, "
-                         "...); use --raw for headerless PCM") from None
+        raise InputError("stdin: not a WAV stream nor another format soundfile reads (FLAC, "
+                         "Ogg, AIFF, ...); use --raw for headerless PCM") from None
     return _sf_source(sfile, "stdin")
 
 

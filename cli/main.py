@@ -318,7 +318,8 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
     packet_frames = _packet_frames(t, packet_frames, max_delay)
     check_weights(t)
     tag_map, joined = merge([] if no_input_tags else src.tags, given)
-    _say(quiet, f"nwc: {rung.describe()} for {src.channels} ch ({why})")
+    if not tier:  # nwc chose: say what and why before the work
+        _say(quiet, f"nwc: {rung.describe()} for {src.channels} ch ({why})")
     if warning:
         _say(quiet, f"nwc: warning: {warning}")
     if joined:
@@ -352,7 +353,8 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
     wall = elapsed()
     kbps = 8 * nbytes / secs / 1000 if secs else 0.0
     _say(quiet, f"nwc: encoded {src.name} ({secs:.2f} s, {src.channels} ch, {src.rate} Hz) "
-                f"to {_label(out)}: {nbytes} bytes, {kbps:.2f} kbps, "
+                f"to {_label(out)} with tier {t.name} ({layers} of {t.layers} layer(s)): "
+                f"{nbytes} bytes, {kbps:.2f} kbps, "
                 f"{wall:.2f} s ({secs / wall if wall else 0:.1f}x real time)")
     if want is not None and not warning and secs >= 1 and not (
             want * FAR_BELOW <= kbps <= want * 1.15):
@@ -441,9 +443,10 @@ def decode(inp, out, rate, out_format, bits, pad, threads, force, quiet, debug) 
                    f"damage ({st.damaged} damaged stretches), filled with silence", err=True)
     if not st.ended:
         whole = f" of {h.duration:.2f} s" if h.duration is not None else ""
-        click.echo(f"nwc: warning: the stream ends early (no end packet: truncated?); decoded "
-                   f"the {secs:.2f} s{whole} it holds"
-                   + ("" if pad or h.duration is None else "; --pad fills the rest with silence"),
+        click.echo("nwc: warning: the stream ends early (no end packet: truncated?); "
+                   + (f"padded with silence to {secs:.2f} s" if pad else
+                      f"decoded the {secs:.2f} s{whole} it holds"
+                      + ("" if h.duration is None else "; --pad fills the rest with silence")),
                    err=True)
     if writer.unexported and not quiet:
         click.echo(f"nwc: tag(s) {', '.join(writer.unexported)} cannot be stored in "

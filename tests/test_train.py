@@ -87,7 +87,7 @@ def test_resume_continues_from_checkpoint(trained: Path, data_dir: Path) -> None
 def test_train_usage_errors(data_dir: Path, tmp_path: Path) -> None:
     r = train_cli(data_dir, "--out", tmp_path / "x")  # neither --max-steps nor --max-minutes
     assert r.returncode == 2 and "max-steps" in r.stderr
-    r = train_cli(data_dir, "--out", tmp_path / "x", "--max-steps", "1", "-b", "3")
+    r = train_cli(data_dir, "--out", tmp_path / "x", "--max-steps", "1", "-b", "0.3")
     assert r.returncode == 2 and "bitrate" in r.stderr
     assert not list(tmp_path.iterdir())
 
