@@ -726,7 +726,7 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, re
 
 
 # Sub-commands in their own modules register themselves (they need the helpers above).
-from . import eval_cmd, tag_cmd, truncate_cmd  # noqa: E402, F401
+from . import eval_cmd, man_cmd, tag_cmd, truncate_cmd  # noqa: E402, F401
 
 
 def main() -> None:

@@ -333,3 +333,15 @@ def test_shell_completion_knows_tiers(weights_dir) -> None:
            "COMP_WORDS": "nwc encode -t ti", "COMP_CWORD": "3"}
     r = subprocess.run([sys.executable, "-m", "nwc"], capture_output=True, env=env)
     assert TIER_NAME.encode() in r.stdout and LPC_TIER_NAME.encode() in r.stdout
+
+
+def test_man_page_lists_every_command_and_option(run_nwc) -> None:
+    from nwc.cli.main import cli
+
+    page = run_nwc("man").stdout.decode()
+    assert page.startswith(".TH NWC 1")
+    for name, cmd in cli.commands.items():
+        assert f".SS nwc {name}" in page
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                assert p.opts[-1].replace("-", "\\-") in page, (name, p.opts)
