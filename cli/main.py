@@ -722,7 +722,30 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, re
                       model={"quantizer": quantizer, "levels": levels, "plan": plan,
                              "channels": channels, "narrow": channels // 2,
                              "code_channels": code_channels, "harp": harp})
-    run(cfg, progress=not quiet)
+    try:
+        tier = run(cfg, progress=not quiet)
+    except ValueError as e:  # unusable data (no file longer than a packet, ...): one line
+        raise Fatal(str(e)) from None
+    if init_from and tier is not None:  # beside training's own "wrote" line, -q or not
+        _compare_with_start(init_from, tier.meta.get("dev_layers") or [])
+
+
+def _compare_with_start(init_from: str, now: list[dict]) -> None:
+    """After --init-from, show the starting tier's dev scores beside the new ones: a short
+    run scores about what it started from, which is no sign of fast training."""
+    try:
+        before = json.loads(Path(init_from).read_text()).get("meta", {}).get("dev_layers") or []
+    except (OSError, ValueError):
+        return
+
+    def fmt_scores(rows: list[dict]) -> str:
+        key = "pesq_wb" if any("pesq_wb" in r for r in rows) else "visqol"
+        vals = [r.get(key) for r in rows]
+        return f"{key}: " + " / ".join(f"{v:.2f}" if isinstance(v, float) else "-" for v in vals)
+
+    if before and now:
+        click.echo(f"nwc: started from {init_from} ({fmt_scores(before)}); now "
+                   f"{fmt_scores(now)}", err=True)
 
 
 # Sub-commands in their own modules register themselves (they need the helpers above).

@@ -119,6 +119,7 @@ def test_train_layered_lpc_then_add_a_layer(data_dir: Path, tmp_path: Path) -> N
     r = train_cli(data_dir, "--out", top, "--lpc", "--bitrate", "6k,10k,14k", "--init-from",
                   base.with_suffix(".json"), "--freeze", "2", "--max-steps", "4", *TINY_ARGS)
     assert r.returncode == 0, r.stderr
+    assert "nwc: started from" in r.stderr  # a short run's scores shown beside its start's
     from safetensors.torch import load_file
 
     a = load_file(str(base.with_suffix(".safetensors")))
