@@ -8,16 +8,22 @@ through a pipe are parsed here, incrementally. WAV written to a pipe gets a stre
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import struct
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
 import numpy as np
 import soundfile as sf
+
+from .tags import from_soundfile, parse_riff_info, riff_info
+from .target import keep_attributes, same_file
+from .target import resolve as resolve_target
 
 BLOCK = 1 << 15  # frames per read block
 
@@ -35,6 +41,7 @@ class AudioSource:
     frames: int | None
     blocks: Iterator[np.ndarray]
     name: str
+    tags: list[tuple[str, str]] = field(default_factory=list)  # read from the input file
 
 
 def _read_exactly(f: BinaryIO, n: int) -> bytes:
@@ -112,6 +119,7 @@ def read_wav_stream(f: BinaryIO, name: str = "stdin") -> AudioSource:
     if head[:4] == b"RIFX":
         raise InputError(f"{name}: big-endian WAV (RIFX) is not supported")
     fmt = None
+    tags: list[tuple[str, str]] = []
     while True:
         ch = _read_exactly(f, 8)
         if len(ch) < 8:
@@ -127,6 +135,8 @@ def read_wav_stream(f: BinaryIO, name: str = "stdin") -> AudioSource:
             fmt = (tag, channels, rate, bits)
         elif cid == b"data":
             break
+        elif cid == b"LIST" and size <= 1 << 16:
+            tags += parse_riff_info(_read_exactly(f, size + (size & 1)))
         else:
             if size > 1 << 24:
                 raise InputError(f"{name}: oversized WAV chunk {cid!r}")
@@ -141,7 +151,7 @@ def read_wav_stream(f: BinaryIO, name: str = "stdin") -> AudioSource:
     width = bits // 8
     frames = None if size in (0, 0xFFFFFFFF) else size // (width * channels)
     return AudioSource(rate, channels, frames, _pcm_blocks(f, channels, kinds[(tag, bits)], frames),
-                       name)
+                       name, tags)
 
 
 def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels: int = 1,
@@ -152,7 +162,9 @@ def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels
         if raw:
             return AudioSource(raw_rate, raw_channels, None,
                                _pcm_blocks(stdin, raw_channels, raw_format, None), "stdin")
-        return read_wav_stream(stdin)
+        if stdin.peek(4)[:4] in (b"RIFF", b"RIFX", b""):
+            return read_wav_stream(stdin)
+        return _open_spooled(stdin)
     if raw:
         f = open(path, "rb")  # noqa: SIM115 - closed by the generator
         return AudioSource(raw_rate, raw_channels, None,
@@ -163,7 +175,24 @@ def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels
         sfile = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise InputError(f"{path}: not an audio file soundfile can read ({e})") from None
+    return _sf_source(sfile, path)
 
+
+def _open_spooled(stdin: BinaryIO) -> AudioSource:
+    """FLAC, Ogg, AIFF, ... on stdin: libsndfile needs to seek, so the input is copied to a
+    temporary file first (in memory up to 32 MiB); WAV and raw PCM stream without this."""
+    spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115 - closed by sf
+    shutil.copyfileobj(stdin, spool, 1 << 20)
+    spool.seek(0)
+    try:
+        sfile = sf.SoundFile(spool)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        raise InputError("stdin: not a WAV stream nor another format soundfile reads (FLAC, "
+                         "Ogg, AIFF, ...); use --raw for headerless PCM") from None
+    return _sf_source(sfile, "stdin")
+
+
+def _sf_source(sfile: sf.SoundFile, path: str) -> AudioSource:
     def blocks() -> Iterator[np.ndarray]:
         with sfile:
             while True:
@@ -172,19 +201,23 @@ def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels
                     return
                 yield b
 
-    return AudioSource(sfile.samplerate, sfile.channels, sfile.frames, blocks(), path)
+    return AudioSource(sfile.samplerate, sfile.channels, sfile.frames, blocks(), path,
+                       from_soundfile(sfile))
 
 
-def wav_header(rate: int, channels: int, bits: str, frames: int | None) -> bytes:
-    """RIFF/WAVE header; ``frames=None`` writes the streaming sizes 0xFFFFFFFF."""
+def wav_header(rate: int, channels: int, bits: str, frames: int | None,
+               tags: dict[str, str] | None = None) -> bytes:
+    """RIFF/WAVE header (a LIST INFO chunk for ``tags`` before the data); ``frames=None``
+    writes the streaming sizes 0xFFFFFFFF. The data size is always the last 4 bytes."""
     width = {"16": 2, "24": 3, "float": 4}[bits]
     tag = 3 if bits == "float" else 1
+    info = riff_info(tags or {})
     data = 0xFFFFFFFF if frames is None else frames * width * channels
-    riff = 0xFFFFFFFF if frames is None else 36 + data
+    riff = 0xFFFFFFFF if frames is None else 36 + len(info) + data
     return (b"RIFF" + struct.pack("<I", riff) + b"WAVE" + b"fmt "
             + struct.pack("<IHHIIHH", 16, tag, channels, rate, rate * width * channels,
                           width * channels, width * 8)
-            + b"data" + struct.pack("<I", data))
+            + info + b"data" + struct.pack("<I", data))
 
 
 def pcm_ints(x: np.ndarray, bits: str) -> np.ndarray:
@@ -222,12 +255,24 @@ class _Flushing:
     def flush(self) -> None:
         self._f.flush()
 
+    def close(self) -> None:
+        self._f.close()
+
+    def regular_file(self) -> BinaryIO | None:
+        """The underlying file if it is a regular (seekable) one: ``> out.wav`` on stdout."""
+        try:
+            regular = stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
+        except (OSError, AttributeError, ValueError):
+            return None
+        return self._f if regular else None
+
 
 class AtomicOutput:
     """An output file written under a temporary name and renamed into place on success.
 
     ``-`` means stdout (never refused, never renamed). Refuses to replace an existing file
     unless ``force``; on failure the temporary file is removed, so no half-written output stays.
+    Devices, FIFOs and symlinks are handled as ``target.py`` describes.
     """
 
     def __init__(self, path: str, force: bool) -> None:
@@ -235,37 +280,55 @@ class AtomicOutput:
         self.force = force
         self.tmp: str | None = None
         self.f: BinaryIO | None = None
+        self.target = resolve_target(path)
 
-    def check(self) -> None:
-        if self.path != "-" and os.path.exists(self.path) and not self.force:
+    @property
+    def streaming(self) -> bool:
+        """Written front to back without seeking (stdout, a pipe or a device)."""
+        return self.target.streaming
+
+    def check(self, inp: str | None = None) -> None:
+        """Refuse before any work: an existing file without ``force``, or OUT being IN."""
+        if inp is not None and same_file(inp, self.path):
+            raise InputError(f"{inp}: input and output are the same file")
+        if self.target.existing is not None and not self.force:
             raise FileExistsError(f"{self.path} exists; use -f/--force to overwrite")
 
     def __enter__(self) -> BinaryIO:
-        if self.path == "-":
+        t = self.target
+        if t.kind == "stdout":
             self.f = cast(BinaryIO, _Flushing(sys.stdout.buffer))
             return self.f
+        if t.kind == "direct":
+            self.f = cast(BinaryIO, _Flushing(open(t.path, "wb")))  # noqa: SIM115
+            return self.f
         self.check()
-        d = Path(self.path).resolve().parent
+        d = Path(t.path).parent
         if not d.is_dir():
             raise FileNotFoundError(f"output folder {d} does not exist")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{Path(self.path).name}.", suffix=".part",
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{Path(t.path).name}.", suffix=".part",
                                         dir=d)
-        umask = os.umask(0o022)  # mkstemp makes 0600 files; outputs get the usual mode
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        keep_attributes(fd, t.existing)
         self.f = os.fdopen(fd, "wb")
         return self.f
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.path == "-":
+        t = self.target
+        if t.kind != "file":
             if exc_type is None:
                 self.f.flush()
+            if t.kind == "direct":
+                self.f.close()
             return
         self.f.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            try:
+        try:
+            if exc_type is None:
+                if t.existing is not None and t.existing.st_nlink > 1:
+                    # A rename would split the hard links: rewrite the shared inode instead.
+                    shutil.copyfile(self.tmp, t.path)
+                    os.unlink(self.tmp)
+                else:
+                    os.replace(self.tmp, t.path)
+        finally:
+            if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
-            except OSError:
-                pass

@@ -172,6 +172,14 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
     runnable = [j for j in todo if not j.error]
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(runnable) > 1:
+        seconds = sum(_audio_seconds(kind, j.inp) for j in runnable)
+        fit = max(1, int(seconds // AUDIO_PER_WORKER)) if AUDIO_PER_WORKER > 0 else workers
+        if fit < min(workers, len(runnable)):
+            _say(quiet, f"nwc: {seconds:.0f} s of audio in {len(runnable)} file(s): using "
+                        f"{fit} process(es), not {min(workers, len(runnable))} (a worker costs "
+                        f"a few seconds to start; each is worth it for {AUDIO_PER_WORKER} s)")
+            workers = fit
+    if workers > 1 and len(runnable) > 1:
         # spawn: workers start clean (no inherited torch threads or CUDA state); each loads
         # torch and the tier once and then codes its share of the files.
         ctx = multiprocessing.get_context("spawn")
@@ -196,6 +204,25 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
 
 
 _USAGE = "\0usage:"
+# Seconds of audio that pay for starting one more worker process (torch and the tier load in
+# each, 2-3 s on a small machine; the codec runs at about 20-70x real time there).
+# NWC_AUDIO_PER_WORKER overrides it (0: always --jobs workers).
+AUDIO_PER_WORKER = float(os.environ.get("NWC_AUDIO_PER_WORKER", "60"))
+
+
+def _audio_seconds(kind: str, path: str) -> float:
+    """A file's duration from its header alone (0 if unknown): sizes the worker pool."""
+    try:
+        if kind == "encode":
+            import soundfile as sf
+
+            return float(sf.info(path).duration)
+        from ..formats.container import ContainerReader
+
+        with open(path, "rb") as f:
+            return ContainerReader(f).header.duration or 0.0
+    except Exception:  # noqa: BLE001 - the job itself will report an unreadable file
+        return 0.0
 
 
 def _job(kind: str, inp: str, out: str, device: str | None, kw: dict) -> str:

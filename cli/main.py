@@ -24,15 +24,16 @@ import numpy as np
 from .. import __version__
 from ..codec.framing import MAX_PACKET_FRAMES
 from ..formats import container as fmt
-from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, pcm_ints, wav_header
+from .audio_io import AtomicOutput, InputError, open_audio
 from .batch import batch_options, batched
+from .pcm_out import FORMATS, PcmWriter, check_format, format_for
+from .tags import merge, parse_pairs, tag_options
+from .target import STDOUT_ALIASES, OutputError
 
 if TYPE_CHECKING:  # torch-free start: the codec is imported where it is used
+    from ..codec.choose import Rung
     from ..codec.tier import Tier
     from ..codec.tierfile import TierFile
-
-DEFAULT_TIER = "speech-16k"
-
 
 class Fatal(Exception):
     """A user-facing error: one line, exit code 1."""
@@ -85,7 +86,7 @@ def _describe(e: Exception) -> str:
         return f"{msg} (is this an .nwc stream?)"
     if isinstance(e, TierError):
         return f"{msg} (see `nwc tiers`; set NWC_WEIGHTS to a folder of tiers)"
-    if isinstance(e, (FileExistsError, InputError, Fatal)):
+    if isinstance(e, (FileExistsError, InputError, OutputError, Fatal)):
         return msg
     if isinstance(e, OSError):
         return f"{e.filename or ''}: {e.strerror or msg}".lstrip(": ")
@@ -108,40 +109,76 @@ def cli() -> None:
     """
 
 
-def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for t in tags:
-        k, sep, v = t.partition("=")
-        if not sep or not k:
-            raise click.BadParameter(f"{t!r} is not KEY=VALUE", param_hint="--tag")
-        out[k] = v
-    return out
+def _kbps_arg(bitrate: str) -> float:
+    """``--bitrate`` in kbit/s (a bare number is kbit/s, as for opusenc and lame)."""
+    from ..codec.choose import parse_kbps
+
+    try:
+        return parse_kbps(bitrate)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--bitrate") from None
 
 
-def _pick_tier(tier: str | None, bitrate: str | None) -> tuple[TierFile, int]:
-    """The tier (as its JSON describes it: no torch yet) and the layers to code."""
-    from ..codec import catalog, tierfile
+def _pick_rung(tier: str | None, want: float | None, layers: int | None, rate: int,
+               channels: int, stereo: str, side_layers: int | None
+               ) -> tuple[Rung, str, str | None]:
+    """The tier and layers to code (the JSON only: no torch yet), why, and any warning."""
+    from ..codec import choose
 
-    if tier and bitrate:
-        raise click.UsageError("give --tier or --bitrate, not both")
-    have = catalog.available()
-    if bitrate:
-        try:
-            want = catalog.parse_bitrate(bitrate) / 1000
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--bitrate") from None
-        # Every (tier, layer prefix) with a measured rate is a rung of the ladder.
-        cands = [(t, k + 1, r) for t in (tierfile.read(p) for p in have.values())
-                 for k, r in enumerate(t.layer_kbps()) if r is not None]
-        if not cands:
-            raise Fatal("no installed tier records its bitrate (see `nwc tiers`)")
-        best = min(cands, key=lambda c: abs(c[2] - want))
-        return best[0], best[1]
-    name = tier or DEFAULT_TIER
-    if tier is None and name not in have and have:
-        name = sorted(have)[0]
-    t = catalog.info(name)
-    return t, t.layers
+    if want is not None:
+        c = choose.choose(want, rate, channels, stereo, side_layers)
+        return c.rung, c.reason, c.warning
+    if tier:
+        t, why = choose.load_tier_arg(tier), "as asked"
+    else:
+        t = choose.default_tier(rate)
+        why = f"the default for {rate} Hz input; choose with -t or -b"
+    if layers is not None and layers > t.layers:
+        raise click.BadParameter(f"tier {t.name} has {t.layers} layer(s)", param_hint="--layers")
+    return choose.rung(t, layers or t.layers, channels, stereo, side_layers), why, None
+
+
+def _complete_tiers(ctx, param, incomplete: str) -> list:
+    """Shell completion of ``--tier``: the installed tiers' names."""
+    from ..codec import catalog
+
+    return [n for n in sorted(catalog.available()) if n.startswith(incomplete)]
+
+
+def _elapsed_since_start() -> float:
+    """Seconds since this process started (interpreter, imports and model load included), so
+    "x real time" is what the user waited; since nwc's import where /proc is missing."""
+    fallback = time.perf_counter() - _IMPORTED
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        return max(fallback, up - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return fallback
+
+
+_IMPORTED = time.perf_counter()
+
+
+def _timer() -> Callable[[], float]:
+    """Wall time of this command: from process start, or (batch: many files a process) from
+    now."""
+    if _Progress.enabled:
+        return _elapsed_since_start
+    t0 = time.perf_counter()
+    return lambda: time.perf_counter() - t0
+
+
+def _refuse_audio_name(out: str, sink: AtomicOutput) -> None:
+    """``nwc encode in.wav out.wav`` would put .nwc bytes under an audio file's name."""
+    from .batch import AUDIO_SUFFIXES
+
+    suffix = Path(out).suffix.lower()
+    if sink.target.kind == "file" and suffix in AUDIO_SUFFIXES:
+        raise click.UsageError(f"OUT {out!r} is named like {suffix} audio, but encode writes "
+                               f"an .nwc stream; name it {Path(out).with_suffix('.nwc').name}")
 
 
 def _packet_frames(t: TierFile, packet_frames: int | None, max_delay: float | None
@@ -203,9 +240,12 @@ class _Progress:
 @cli.command()
 @click.argument("inp", metavar="IN...", nargs=-1)
 @click.argument("out", metavar="OUT")
-@click.option("-t", "--tier", help="Tier name (see `nwc tiers`).")
-@click.option("-b", "--bitrate",
-              help="Pick the installed tier (and layer count) nearest this rate, e.g. 16k.")
+@click.option("-t", "--tier", metavar="NAME|FILE.json", shell_complete=_complete_tiers,
+              help="Tier name (see `nwc tiers`) or a tier's .json file. Default: follows the "
+                   "input's rate: speech-16k up to 24 kHz, music above.")
+@click.option("-b", "--bitrate", metavar="KBPS",
+              help="Real bitrate of the whole stream in kbit/s (16, 16k, 16kbps): the best-"
+                   "scoring installed tier and layer count within it, for this input.")
 @click.option("-l", "--layers", type=click.IntRange(1, 255),
               help="Code only the first LAYERS layers of a layered tier (default: all).")
 @click.option("--stereo", type=click.Choice(["auto", "lr", "ms"]), default="auto",
@@ -220,12 +260,14 @@ class _Progress:
 @click.option("--max-delay", type=click.FloatRange(0, min_open=True), metavar="MS",
               help="Use the largest packet (up to the tier's) whose algorithmic latency is "
                    "at most MS milliseconds (32 ms = 1 frame at 16 kHz).")
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Add a tag (repeatable).")
+@tag_options
 @click.option("--raw", is_flag=True, help="IN is headerless PCM.")
-@click.option("--raw-rate", type=click.IntRange(1, 1_000_000), default=16000, show_default=True)
-@click.option("--raw-channels", type=click.IntRange(1, 255), default=1, show_default=True)
+@click.option("--raw-rate", type=click.IntRange(1, 1_000_000), default=16000, show_default=True,
+              help="Sample rate of --raw input.")
+@click.option("--raw-channels", type=click.IntRange(1, 255), default=1, show_default=True,
+              help="Interleaved channels of --raw input.")
 @click.option("--raw-format", type=click.Choice(["s16", "s24", "s32", "f32", "u8"]),
-              default="s16", show_default=True)
+              default="s16", show_default=True, help="Little-endian sample format of --raw input.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="CPU threads for the model.")
 @click.option("--verify", is_flag=True,
@@ -236,36 +278,54 @@ class _Progress:
 @debug_option
 @handle_errors
 @batched("encode")
-def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, max_delay, tags,
+def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, max_delay,
+           tag_title, tag_artist, tag_album, tag_date, tag_comment, no_input_tags, tags,
            raw, raw_rate, raw_channels, raw_format, threads, verify, force, quiet, debug) -> None:
-    """Encode audio IN (any format soundfile reads; WAV or --raw on stdin) to an .nwc stream.
+    """Encode audio IN (any format soundfile reads, also on stdin; or --raw PCM) to an .nwc
+    stream.
 
     Many files: `nwc encode a.wav b.flac talks/ -o coded/ --jobs 4` (folders are searched
     recursively; each output is IN's name, or its path below the folder, as .nwc).
     """
     from ..codec.catalog import header_for
+    from ..codec.choose import FAR_BELOW
     from ..codec.tierfile import check_weights
 
-    tag_map = _parse_tags(tags)
-    if verify and out == "-":
+    elapsed = _timer()
+    if tier and bitrate:
+        raise click.UsageError("give --tier or --bitrate, not both")
+    if layers is not None and bitrate:
+        raise click.UsageError("give --layers or --bitrate, not both")
+    want = _kbps_arg(bitrate) if bitrate else None
+    given = [(k.upper(), v) for k, v in (("title", tag_title), ("artist", tag_artist),
+                                         ("album", tag_album), ("date", tag_date),
+                                         ("comment", tag_comment)) if v is not None]
+    given += parse_pairs(tags)
+    if verify and out in STDOUT_ALIASES:
         raise click.UsageError("--verify needs OUT to be a file")
     kept: list[np.ndarray] = []  # the input again, as --verify's reference
     sink = AtomicOutput(out, force)
-    sink.check()
-    t, picked = _pick_tier(tier, bitrate)
-    if layers is not None and bitrate:
-        raise click.UsageError("give --layers or --bitrate, not both")
-    layers = layers or picked
-    if layers > t.layers:
-        raise click.BadParameter(f"tier {t.name} has {t.layers} layer(s)", param_hint="--layers")
+    sink.check(inp)
+    _refuse_audio_name(out, sink)
+    src = open_audio(inp, raw, raw_rate, raw_channels, raw_format)
+    if src.channels > 255:
+        raise Fatal(f"cannot code {src.channels} channels (1 to 255)")
+    rung, why, warning = _pick_rung(tier, want, layers, src.rate, src.channels, stereo,
+                                    side_layers)
+    t, layers = rung.tier, rung.layers
     if side_layers is not None and side_layers > t.layers:
         raise click.BadParameter(f"tier {t.name} has {t.layers} layer(s)",
                                  param_hint="--side-layers")
     packet_frames = _packet_frames(t, packet_frames, max_delay)
     check_weights(t)
-    src = open_audio(inp, raw, raw_rate, raw_channels, raw_format)
-    if src.channels > 255:
-        raise Fatal(f"cannot code {src.channels} channels (1 to 255)")
+    tag_map, joined = merge([] if no_input_tags else src.tags, given)
+    if not tier:  # nwc chose: say what and why before the work
+        _say(quiet, f"nwc: {rung.describe()} for {src.channels} ch ({why})")
+    if warning:
+        _say(quiet, f"nwc: warning: {warning}")
+    if joined:
+        _say(quiet, f"nwc: tag(s) {', '.join(joined)} given more than once: the values are "
+                    "kept joined by '; '")
     if src.rate != t.sample_rate:
         _say(quiet, f"nwc: resampling {src.rate} Hz to {t.sample_rate} Hz for tier {t.name} "
                     "(decode restores the original rate)")
@@ -278,7 +338,6 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
         enc = StreamEncoder(_load_tier(t, threads), src.rate, src.channels, layers,
                             stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
         enc.warm_up()  # before the audio: a live stream's first packet is not held up
-        start = time.perf_counter()
         prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
         for block in src.blocks:
             for p in enc.push(block):
@@ -292,11 +351,16 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
         nbytes = w.bytes_written
     prog.close()
     secs = enc.input_samples / src.rate
-    wall = time.perf_counter() - start
+    wall = elapsed()
     kbps = 8 * nbytes / secs / 1000 if secs else 0.0
-    _say(quiet, f"nwc: encoded {secs:.2f} s ({src.channels} ch, {src.rate} Hz) with tier "
-                f"{t.name}: {nbytes} bytes, {kbps:.2f} kbps, "
-                f"{secs / wall if wall else 0:.0f}x real time")
+    _say(quiet, f"nwc: encoded {src.name} ({secs:.2f} s, {src.channels} ch, {src.rate} Hz) "
+                f"to {_label(out)} with tier {t.name} ({layers} of {t.layers} layer(s)): "
+                f"{nbytes} bytes, {kbps:.2f} kbps, "
+                f"{wall:.2f} s ({secs / wall if wall else 0:.1f}x real time)")
+    if want is not None and not warning and secs >= 1 and not (
+            want * FAR_BELOW <= kbps <= want * 1.15):
+        _say(quiet, f"nwc: warning: the real rate {kbps:.1f} kbps is far from the "
+                    f"{want:g} kbps asked for")
     if verify:
         from .eval_cmd import verify_written
 
@@ -304,28 +368,44 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
         verify_written(out, ref, src.rate)
 
 
+def _label(path: str) -> str:
+    return "stdout" if path in STDOUT_ALIASES else path
+
+
 @cli.command()
 @click.argument("inp", metavar="IN...", nargs=-1)
 @click.argument("out", metavar="OUT")
 @click.option("-r", "--rate", type=click.IntRange(1000, 768_000),
               help="Output sample rate (default: the original rate).")
-@click.option("--format", "out_format", type=click.Choice(["wav", "raw", "flac"]),
-              help="Output format (default: from OUT's suffix, else wav).")
+@click.option("--format", "out_format", type=click.Choice(list(FORMATS)),
+              help="Output format (default: from OUT's suffix; wav for `-`, pipes and "
+                   "devices).")
 @click.option("--bits", type=click.Choice(["16", "24", "float"]), default="16",
-              show_default=True, help="Sample format of wav/raw/flac output.")
-@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+              show_default=True, help="Sample format of wav/raw/flac/aiff output.")
+@click.option("--pad", is_flag=True,
+              help="A stream cut short (no end packet): pad with silence to the length its "
+                   "header announced (default: stop where the audio stops).")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="CPU threads for the model.")
 @batch_options
 @force_option
 @quiet_option
 @debug_option
 @handle_errors
 @batched("decode")
-def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> None:
-    """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout).
+def decode(inp, out, rate, out_format, bits, pad, threads, force, quiet, debug) -> None:
+    """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout), in the format
+    OUT's suffix names (.wav .flac .aiff .ogg .opus .mp3 .raw) with the stream's tags.
 
     Many files: `nwc decode a.nwc coded/ -o decoded/ --jobs 4` (folders are searched
     recursively for .nwc; outputs get the --format suffix, .wav by default).
     """
+    elapsed = _timer()
+    sink = AtomicOutput(out, force)
+    sink.check(inp)
+    out_format = format_for(out, out_format, sink.streaming)
+    check_format(out_format, bits, sink.streaming)
+
     import torch
 
     from ..codec import tier as tiers
@@ -334,25 +414,18 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
 
     model_device()
     torch.set_num_threads(threads)
-    sink = AtomicOutput(out, force)
-    sink.check()
-    if out_format is None:
-        suffix = Path(out).suffix.lower().lstrip(".") if out != "-" else ""
-        out_format = suffix if suffix in ("wav", "raw", "flac") else "wav"
-    if out_format == "flac" and bits == "float":
-        raise click.BadParameter("flac cannot hold float samples", param_hint="--bits")
     src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
         t = tiers.load(h.tier)
-        dec = StreamDecoder(t, h, rate)
+        dec = StreamDecoder(t, h, rate, pad_truncated=pad)
         dec.warm_up()  # before the packets: a live stream's first audio is not held up
         out_rate = dec.out_rate
-        start = time.perf_counter()
         prog = _Progress(h.duration, quiet, "decode")
         with sink as f:
-            writer = _PcmWriter(f, out, out_format, bits, out_rate, h.channels)
+            writer = PcmWriter(f, out_format, bits, out_rate, h.channels, sink.streaming,
+                               h.tags)
             for item in reader:
                 if isinstance(item, fmt.Damage) and not quiet:
                     click.echo(f"nwc: warning: damaged stream at byte {item.offset} "
@@ -365,52 +438,25 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
         prog.close()
     st = dec.stats
     secs = writer.frames / out_rate
-    wall = time.perf_counter() - start
+    wall = elapsed()
     if st.lost_samples:
         click.echo(f"nwc: warning: {st.lost_samples / t.sample_rate:.2f} s of audio lost to "
                    f"damage ({st.damaged} damaged stretches), filled with silence", err=True)
     if not st.ended:
-        click.echo("nwc: warning: stream has no end packet (truncated?)", err=True)
-    _say(quiet, f"nwc: decoded {secs:.2f} s ({h.channels} ch, {out_rate} Hz) from tier {t.name}, "
-                f"{secs / wall if wall else 0:.0f}x real time")
+        whole = f" of {h.duration:.2f} s" if h.duration is not None else ""
+        click.echo("nwc: warning: the stream ends early (no end packet: truncated?); "
+                   + (f"padded with silence to {secs:.2f} s" if pad else
+                      f"decoded the {secs:.2f} s{whole} it holds"
+                      + ("" if h.duration is None else "; --pad fills the rest with silence")),
+                   err=True)
+    if writer.unexported and not quiet:
+        click.echo(f"nwc: tag(s) {', '.join(writer.unexported)} cannot be stored in "
+                   f"{out_format}; they stay in the .nwc (`nwc info`)", err=True)
+    _say(quiet, f"nwc: decoded {_label(inp)} to {_label(out)} ({secs:.2f} s, {h.channels} ch, "
+                f"{out_rate} Hz, {out_format}) with tier {t.name}, {wall:.2f} s "
+                f"({secs / wall if wall else 0:.1f}x real time)")
     if st.lost_samples or not st.ended:
         sys.exit(1)
-
-
-class _PcmWriter:
-    """Writes decoded blocks as wav/raw to a pipe, or via soundfile to a (seekable) file."""
-
-    def __init__(self, f, out: str, out_format: str, bits: str, rate: int, channels: int) -> None:
-        import soundfile as sf
-
-        self.f, self.bits, self.frames = f, bits, 0
-        self.sf = None
-        if out != "-" and out_format in ("wav", "flac"):
-            subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[bits]
-            self.sf = sf.SoundFile(f, "w", rate, channels, subtype, format=out_format.upper())
-        elif out_format == "flac":
-            raise click.BadParameter("flac cannot be streamed to stdout; use wav or raw",
-                                     param_hint="--format")
-        elif out_format == "wav":
-            f.write(wav_header(rate, channels, bits, None))
-
-    def write(self, x: np.ndarray) -> None:
-        if x.shape[0] == 0:
-            return
-        self.frames += x.shape[0]
-        if self.sf is not None:
-            # soundfile writes int32 arrays by their top 24 bits for PCM_24.
-            if self.bits == "float":
-                self.sf.write(x)
-            else:
-                v = pcm_ints(x, self.bits)
-                self.sf.write(v if self.bits == "16" else v << 8)
-        else:
-            self.f.write(pcm_bytes(x, self.bits))
-
-    def close(self) -> None:
-        if self.sf is not None:
-            self.sf.close()
 
 
 class _CountingReader:
@@ -433,7 +479,7 @@ def _describe_stream(inp: str) -> dict:
         counter = _CountingReader(src)
         reader = fmt.ContainerReader(counter)
         h = reader.header
-        packets = damaged = payload = ms_packets = 0
+        packets = damaged = payload = ms_packets = held = 0
         side_layers: set[int] = set()
         end = None
         for item in reader:
@@ -441,6 +487,7 @@ def _describe_stream(inp: str) -> dict:
                 damaged += 1
             elif item.kind == fmt.AUDIO:
                 packets += 1
+                held = max(held, item.granule)
                 payload += len(item.side) + sum(len(b) for b in item.layers)
                 split = split_side(item.side, h.channels)
                 if split is not None and split[1].mode == MS:
@@ -463,29 +510,60 @@ def _describe_stream(inp: str) -> dict:
         / h.sample_rate,
         "gain_bits": h.gain_bits, "coder": h.coder, "tags": h.tags,
         "packets": packets, "damaged": damaged, "ended": end is not None,
+        # What the packets hold (original rate): less than the duration if cut short.
+        "present_s": (end.granule if end is not None else held) / h.sample_rate,
         "payload_bytes": payload,
     }
     if h.channels == 2:  # how the encoder coded the pair (codec/stereo.py)
         d["stereo"] = {"ms_packets": ms_packets, "lr_packets": packets - ms_packets,
                        "side_layers": sorted(min(n, h.num_layers) for n in side_layers)}
     d["bytes"] = total_bytes
-    if secs:
-        d["kbps"] = 8 * total_bytes / secs / 1000
+    rate_s = secs if end is not None else d["present_s"]
+    if rate_s:
+        d["kbps"] = 8 * total_bytes / rate_s / 1000
     return d
 
 
 @cli.command()
-@click.argument("inp", metavar="IN")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("inputs", metavar="IN...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output (a list when several INs are given).")
 @debug_option
 @handle_errors
-def info(inp, as_json, debug) -> None:
-    """Describe an .nwc stream (header, duration, packets, bitrate) without decoding audio."""
-    d = _describe_stream(inp)
+def info(inputs, as_json, debug) -> None:
+    """Describe .nwc streams (header, duration, packets, bitrate, tags) without decoding audio.
+
+    Exits 1 if a stream is damaged, cut short or unreadable (after describing the others).
+    """
+    docs, bad = [], 0
+    for inp in inputs:
+        try:
+            d = {"file": inp, **_describe_stream(inp)}
+        except Exception as e:  # noqa: BLE001 - one bad file does not hide the others
+            if len(inputs) == 1:
+                raise
+            if debug:
+                traceback.print_exc()
+            click.echo(f"nwc: error: {inp}: {_describe(e)}", err=True)
+            bad += 1
+            continue
+        bad += bool(d["damaged"] or not d["ended"])
+        docs.append(d)
+        if not as_json:
+            if len(inputs) > 1:
+                click.echo(("\n" if len(docs) > 1 else "") + f"{inp}:")
+            click.echo(_info_text(d))
     if as_json:
-        click.echo(json.dumps(d, indent=1))
-        return
+        click.echo(json.dumps(docs[0] if len(inputs) == 1 else docs, indent=1))
+    if bad:
+        sys.exit(1)
+
+
+def _info_text(d: dict) -> str:
     dur = f"{d['duration_s']:.3f} s" if d["duration_s"] is not None else "unknown"
+    if not d["ended"]:
+        dur = (f"{d['present_s']:.3f} s present of {dur} announced (the stream is cut "
+               "short: no end packet)")
     lines = [
         f"tier:        {d['tier']} ({d['model_id']}, weights {d['weights_hash']})",
         f"audio:       {d['channels']} ch, original {d['original_rate']} Hz, "
@@ -511,7 +589,7 @@ def info(inp, as_json, debug) -> None:
                      f"end packet {'present' if d['ended'] else 'MISSING'}")
     for k, v in d["tags"].items():
         lines.append(f"tag:         {k}={v}")
-    click.echo("\n".join(lines))
+    return "\n".join(lines)
 
 
 @cli.command("tiers")
@@ -552,7 +630,8 @@ def tiers_cmd(as_json, debug) -> None:
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, help="Output stem: writes OUT.safetensors and OUT.json.")
 @click.option("-b", "--bitrate", default="16k", show_default=True,
-              help="Target real bitrate; a list (8k,16k,24k) trains one layer per rate.")
+              help="Target real bitrate in kbit/s; a list (8,16,24) trains one layer per "
+                   "rate.")
 @click.option("--lpc", is_flag=True, help="Hybrid codec: an LPC front end before the stages.")
 @click.option("--sample-rate", type=click.IntRange(8000, 96000), default=16000,
               show_default=True, help="Rate the tier codes at (44100 for music).")
@@ -574,14 +653,18 @@ def tiers_cmd(as_json, debug) -> None:
 @click.option("--max-steps", type=int, default=0, help="Stop after this many steps.")
 @click.option("--max-minutes", type=float, default=0.0, help="Stop after this much time.")
 @click.option("--quantizer", type=click.Choice(["noise", "softmax"]), default="noise",
-              show_default=True)
-@click.option("--plan", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
-@click.option("--channels", type=int, default=128, show_default=True)
+              show_default=True,
+              help="noise: additive-noise proxy and rounding; softmax: soft-to-hard centroids.")
+@click.option("--plan", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
+              help="Layer plan: fast (learned stride-8 filterbank) or the papers' layout.")
+@click.option("--channels", type=int, default=128, show_default=True,
+              help="Width of the model's convolutions.")
 @click.option("--code-channels", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Code channels per frame (symbols per frame = code channels x steps).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Packets per step.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--warmup-steps", type=int, default=200, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--warmup-steps", type=int, default=200, show_default=True,
+              help="Steps before the rate term starts (reconstruction only).")
 @click.option("--schedule", type=click.Choice(["cosine", "open"]), default="cosine",
               show_default=True,
               help="cosine: learning rate and rate target follow the step/time budget; open: "
@@ -591,13 +674,17 @@ def tiers_cmd(as_json, debug) -> None:
               help="Steps over which the rate target falls (--schedule open).")
 @click.option("--ramp-start", type=float, default=2.0, show_default=True,
               help="Initial rate target as a multiple of the final one.")
-@click.option("--eval-minutes", type=float, default=10.0, show_default=True)
-@click.option("--eval-clips", type=int, default=16, show_default=True)
+@click.option("--eval-minutes", type=float, default=10.0, show_default=True,
+              help="Minutes between dev evaluations (each writes the tier).")
+@click.option("--eval-clips", type=int, default=16, show_default=True,
+              help="Dev clips coded for real at each evaluation.")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0.001), default=3.0,
               show_default=True, help="Write the resumable run state this often.")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="CPU threads for training.")
 @click.option("--run-dir", help="Checkpoint folder (default: .OUT.run beside OUT).")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed (initialisation and batches).")
 @quiet_option
 @debug_option
 @handle_errors
@@ -607,14 +694,14 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
           ramp_steps, ramp_start, eval_minutes, eval_clips, checkpoint_minutes, threads, run_dir,
           seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
-    from ..codec.catalog import parse_bitrate
     from ..train.config import ConfigError, TrainConfig, model_options
     from ..train.trainer import train as run
+    from .batch import AUDIO_SUFFIXES
 
-    try:
-        rates = [parse_bitrate(b) for b in bitrate.split(",")]
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--bitrate") from None
+    rates = [_kbps_arg(b) * 1000 for b in bitrate.split(",")]
+    if not any(p.suffix.lower() in AUDIO_SUFFIXES for p in Path(data_dir).rglob("*")):
+        raise Fatal(f"{data_dir} holds no audio files (WAV, FLAC, ...); files under a `dev` "
+                    "folder form the dev split")
     weights = {}
     for item in loss_weights:
         term, eq, value = item.partition("=")
@@ -642,13 +729,35 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
             raise click.BadParameter(str(e), param_hint=param) from None
         raise click.UsageError(str(e)) from None
     try:
-        run(cfg, progress=not quiet)
-    except ConfigError as e:  # found once the data is read (e.g. no audio files)
+        tier = run(cfg, progress=not quiet)
+    except ValueError as e:  # unusable data (no file longer than a packet, ...): one line
         raise Fatal(str(e)) from None
+    if init_from and tier is not None:  # beside training's own "wrote" line, -q or not
+        _compare_with_start(init_from, tier.meta.get("dev_layers") or [])
+
+
+def _compare_with_start(init_from: str, now: list[dict]) -> None:
+    """After --init-from, show the starting tier's dev scores beside the new ones: a short
+    run scores about what it started from, which is no sign of fast training."""
+    from ..codec import tierfile
+
+    try:
+        before = tierfile.read(Path(init_from).with_suffix(".json")).meta.get("dev_layers") or []
+    except tierfile.TierError:
+        return
+
+    def fmt_scores(rows: list[dict]) -> str:
+        key = "pesq_wb" if any("pesq_wb" in r for r in rows) else "visqol"
+        vals = [r.get(key) for r in rows]
+        return f"{key}: " + " / ".join(f"{v:.2f}" if isinstance(v, float) else "-" for v in vals)
+
+    if before and now:
+        click.echo(f"nwc: started from {init_from} ({fmt_scores(before)}); now "
+                   f"{fmt_scores(now)}", err=True)
 
 
 # Sub-commands in their own modules register themselves (they need the helpers above).
-from . import eval_cmd, truncate_cmd  # noqa: E402, F401
+from . import eval_cmd, man_cmd, tag_cmd, truncate_cmd  # noqa: E402, F401
 
 
 def main() -> None:

@@ -20,24 +20,21 @@ from .main import Fatal, cli, debug_option, force_option, handle_errors, quiet_o
 
 
 def _layers_for(header: fmt.StreamHeader, bitrate: str) -> int:
-    """The most layers whose measured dev bitrate stays at or below ``bitrate``."""
-    from ..codec import catalog  # the tier's JSON is enough: no torch
+    """The most layers whose expected whole-stream rate (all channels, as ``encode -b``
+    means it) stays at or below ``bitrate`` (``codec/choose.py``, from the tier's JSON)."""
+    from ..codec import catalog, choose  # the tier's JSON is enough: no torch
 
     try:
-        want = catalog.parse_bitrate(bitrate) / 1000
+        want = choose.parse_kbps(bitrate)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--bitrate") from None
     t = catalog.info(header.tier)
     if t.hash != header.weights_hash:
         raise Fatal(f"installed tier {t.name!r} is not the one this stream was coded with")
-    rates = t.layer_kbps()[: header.num_layers]
-    if any(r is None for r in rates):
-        raise Fatal(f"tier {t.name!r} records no per-layer bitrates; use --layers")
-    fitting = [k + 1 for k, r in enumerate(rates) if r <= want * 1.02]
-    if not fitting:
-        raise Fatal(f"the base layer of {t.name!r} needs {rates[0]:.1f} kbps, "
-                    f"more than {want:g} kbps")
-    return fitting[-1]
+    try:
+        return choose.layers_within(t, header.num_layers, want, header.channels)
+    except ValueError as e:
+        raise Fatal(str(e)) from None
 
 
 @cli.command()
@@ -46,7 +43,8 @@ def _layers_for(header: fmt.StreamHeader, bitrate: str) -> int:
 @click.option("-l", "--layers", type=click.IntRange(1, 255),
               help="Keep the first LAYERS layers.")
 @click.option("-b", "--bitrate",
-              help="Keep as many layers as fit this rate (per the tier's measured bitrates).")
+              help="Keep as many layers as fit this whole-stream rate in kbit/s (per the "
+                   "tier's measured bitrates).")
 @force_option
 @quiet_option
 @debug_option
@@ -56,7 +54,7 @@ def truncate(inp, out, layers, bitrate, force, quiet, debug) -> None:
     if (layers is None) == (bitrate is None):
         raise click.UsageError("give exactly one of --layers or --bitrate")
     sink = AtomicOutput(out, force)
-    sink.check()
+    sink.check(inp)
     src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         reader = fmt.ContainerReader(src)

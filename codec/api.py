@@ -330,7 +330,8 @@ class StreamDecoder:
     is linear, so a change of stereo mode re-expresses it in the new channels (``_switch``).
     """
 
-    def __init__(self, tier: Tier, header: StreamHeader, out_rate: int | None = None) -> None:
+    def __init__(self, tier: Tier, header: StreamHeader, out_rate: int | None = None,
+                 pad_truncated: bool = True) -> None:
         check_compatible(tier, header)
         self.tier = tier
         self.h = header
@@ -352,6 +353,9 @@ class StreamDecoder:
         self.stats = DecodeStats()
         self._done = False
         self._closed = False       # the final (short) packet has been decoded
+        # A stream cut short (no END packet): pad to the header's length with silence, or
+        # (False) stop where the audio stops, trimmed to that length at most.
+        self.pad_truncated = pad_truncated
 
     def warm_up(self) -> None:
         """Run the networks once on a packet of zero codes and drop the result (no state
@@ -504,12 +508,13 @@ class StreamDecoder:
         if total is not None:
             if self._pos > total:
                 x = x[: max(0, x.shape[0] - (self._pos - total))]
-            elif self._pos < total:
+            elif self._pos < total and (self.stats.ended or self.pad_truncated):
                 missing = total - self._pos
                 self.stats.lost_samples += missing
                 x = np.concatenate([x, np.zeros((missing, h.channels), np.float32)])
         out = self._emit(x, flush=True)
-        if self._out_total is not None and self._emitted < self._out_total:
+        if self._out_total is not None and self._emitted < self._out_total and (
+                self.stats.ended or self.pad_truncated):
             pad = np.zeros((self._out_total - self._emitted, h.channels), np.float32)
             self._emitted += pad.shape[0]
             out = np.concatenate([out, pad])

@@ -62,11 +62,14 @@ def test_batch_encode_and_decode_with_a_failing_file(run_nwc, tmp_path) -> None:
     assert no_partial_files(tmp_path / "dec")
 
 
-def test_batch_jobs_give_the_same_files(run_nwc, tmp_path) -> None:
+def test_batch_jobs_give_the_same_files(run_nwc, weights_dir, tmp_path) -> None:
     files = _inputs(tmp_path / "in")
     (tmp_path / "in" / "sub" / "bad.wav").unlink()
     r1 = run_nwc("encode", *files, "-o", tmp_path / "o1", *T, "-q")
-    r2 = run_nwc("encode", tmp_path / "in", "-o", tmp_path / "o2", *T, "-q", "--jobs", "2")
+    # Short files would get one worker; NWC_AUDIO_PER_WORKER=0 keeps the two asked for.
+    env = {**nwc_env(weights_dir), "NWC_AUDIO_PER_WORKER": "0"}
+    r2 = subprocess.run([sys.executable, "-m", "nwc", "encode", tmp_path / "in", "-o",
+                         tmp_path / "o2", *T, "-q", "--jobs", "2"], capture_output=True, env=env)
     assert r1.returncode == 0 and r2.returncode == 0, r2.stderr
     assert r1.stderr == b"" and r2.stderr == b""
     for name in ("a.nwc", "b.nwc"):

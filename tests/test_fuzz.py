@@ -135,8 +135,14 @@ def test_cli_decodes_damaged_streams(run_nwc, refs, tmp_path, case: str) -> None
     err = r.stderr.decode()
     assert "Traceback" not in err
     assert r.returncode == 1 and "warning" in err, err  # damage is reported, not hidden
-    # The partial decode is kept, at the announced length, with silence for what was lost.
+    # The partial decode is kept, at the announced length, with silence for what was lost; a
+    # stream cut short stops where its audio stops unless --pad asks for that length.
     info = sf.info(str(tmp_path / "out.wav"))
+    if case == "truncated":
+        assert 0 < info.frames < ref.n and info.samplerate == 16000
+        r = run_nwc("decode", src, tmp_path / "pad.wav", "--pad", "-q")
+        assert r.returncode == 1 and "Traceback" not in r.stderr.decode()
+        info = sf.info(str(tmp_path / "pad.wav"))
     assert (info.frames, info.samplerate) == (ref.n, 16000)
 
 
