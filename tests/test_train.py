@@ -230,3 +230,9 @@ def test_a_continued_tier_carries_its_lineage(trained: Path, data_dir: Path,
     steps = [p["total_steps"] for p in meta["history"]]
     assert steps == sorted(steps) and steps[-1] == t["total_steps"]
     assert len(meta["history"]) == len(src["history"]) + 1
+    r = subprocess.run([sys.executable, "-m", "nwc", "tiers", "--history",
+                        str(out.with_suffix(".json"))], capture_output=True, text=True,
+                       env=_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.strip().splitlines()[2:]
+    assert len(rows) == len(meta["history"]) and rows[-1].split()[0] == str(t["total_steps"])
