@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -148,7 +147,9 @@ def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels
                raw_format: str = "s16") -> AudioSource:
     """Open a file (any soundfile format) or ``-`` (WAV or raw PCM on stdin)."""
     if path == "-":
-        stdin = sys.stdin.buffer
+        from .stdio import std_binary
+
+        stdin = std_binary("stdin")
         if raw:
             return AudioSource(raw_rate, raw_channels, None,
                                _pcm_blocks(stdin, raw_channels, raw_format, None), "stdin")
@@ -242,7 +243,9 @@ class AtomicOutput:
 
     def __enter__(self) -> BinaryIO:
         if self.path == "-":
-            self.f = cast(BinaryIO, _Flushing(sys.stdout.buffer))
+            from .stdio import std_binary
+
+            self.f = cast(BinaryIO, _Flushing(std_binary("stdout")))
             return self.f
         self.check()
         d = Path(self.path).resolve().parent
@@ -263,9 +266,18 @@ class AtomicOutput:
             return
         self.f.close()
         if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
+            from .stdio import publish
+
+            try:  # no-clobber: a file that appeared at the target meanwhile is kept
+                publish(self.tmp, self.path, self.force)
+                return
+            except BaseException:
+                self._discard()
+                raise
+        self._discard()
+
+    def _discard(self) -> None:
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass

@@ -26,6 +26,7 @@ from ..codec.framing import MAX_PACKET_FRAMES
 from ..formats import container as fmt
 from .audio_io import AtomicOutput, InputError, open_audio, pcm_bytes, pcm_ints, wav_header
 from .batch import batch_options, batched
+from .stdio import Terminated, install_signal_handlers, std_binary
 
 if TYPE_CHECKING:  # torch-free start: the codec is imported where it is used
     from ..codec.catalog import TierInfo
@@ -59,9 +60,10 @@ def handle_errors(fn: Callable) -> Callable:
             except OSError:
                 pass
             sys.exit(0)
-        except KeyboardInterrupt:
-            click.echo("nwc: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (stdio.Terminated)
+            signum = e.signum if isinstance(e, Terminated) else 2
+            click.echo(f"nwc: {'terminated' if signum != 2 else 'interrupted'}", err=True)
+            sys.exit(128 + signum)
         except click.exceptions.Exit:
             raise
         except click.ClickException:
@@ -313,13 +315,21 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
 @click.option("--bits", type=click.Choice(["16", "24", "float"]), default="16",
               show_default=True, help="Sample format of wav/raw/flac output.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--conceal", type=click.Choice(["auto", "silence"]), default="auto",
+              show_default=True,
+              help="Fill lost packets with a continuation of the signal (auto) or silence.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 on any damage, even damage that cost no audio.")
+@click.option("--allow-long-gaps", is_flag=True,
+              help="Fill gaps beyond the limit (decoded audio + 60 s) instead of refusing.")
 @batch_options
 @force_option
 @quiet_option
 @debug_option
 @handle_errors
 @batched("decode")
-def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> None:
+def decode(inp, out, rate, out_format, bits, threads, conceal, strict, allow_long_gaps, force,
+           quiet, debug) -> None:
     """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout).
 
     Many files: `nwc decode a.nwc coded/ -o decoded/ --jobs 4` (folders are searched
@@ -340,40 +350,78 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
         out_format = suffix if suffix in ("wav", "raw", "flac") else "wav"
     if out_format == "flac" and bits == "float":
         raise click.BadParameter("flac cannot hold float samples", param_hint="--bits")
-    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
         t = tiers.load(h.tier)
-        dec = StreamDecoder(t, h, rate)
+        dec = StreamDecoder(t, h, rate, allow_long_gaps=allow_long_gaps, conceal=conceal)
         dec.warm_up()  # before the packets: a live stream's first audio is not held up
         out_rate = dec.out_rate
         start = time.perf_counter()
         prog = _Progress(h.duration, quiet, "decode")
-        with sink as f:
-            writer = _PcmWriter(f, out, out_format, bits, out_rate, h.channels)
+        with sink as f, _PcmWriter(f, out, out_format, bits, out_rate, h.channels) as writer:
             for item in reader:
                 if isinstance(item, fmt.Damage) and not quiet:
                     click.echo(f"nwc: warning: damaged stream at byte {item.offset} "
                                f"({item.reason}); skipping", err=True)
-                pcm = dec.push(item)
+                for pcm in dec.feed(item):  # bounded blocks, however long a gap
+                    writer.write(pcm)
+                    prog.update(pcm.shape[0] / out_rate)
+            for pcm in dec.drain():
                 writer.write(pcm)
-                prog.update(pcm.shape[0] / out_rate)
-            writer.write(dec.finish())
             writer.close()
+            cut_failed = dec.stats.cut and not _cut_output(sink, writer, dec.stats.cut)
         prog.close()
     st = dec.stats
     secs = writer.frames / out_rate
     wall = time.perf_counter() - start
+    for note in st.notes:
+        click.echo(f"nwc: warning: {note}", err=True)
+    if cut_failed:
+        click.echo(f"nwc: warning: {st.cut} samples past the stream's end were already "
+                   "written to a pipe", err=True)
     if st.lost_samples:
+        filled = "concealed" if conceal == "auto" else "filled with silence"
         click.echo(f"nwc: warning: {st.lost_samples / t.sample_rate:.2f} s of audio lost to "
-                   f"damage ({st.damaged} damaged stretches), filled with silence", err=True)
+                   f"damage ({st.damaged} damaged stretches), {filled}", err=True)
     if not st.ended:
         click.echo("nwc: warning: stream has no end packet (truncated?)", err=True)
     _say(quiet, f"nwc: decoded {secs:.2f} s ({h.channels} ch, {out_rate} Hz) from tier {t.name}, "
                 f"{secs / wall if wall else 0:.0f}x real time")
-    if st.lost_samples or not st.ended:
+    if st.lost_samples or not st.ended or st.refused or cut_failed or (strict and st.damaged):
         sys.exit(1)
+
+
+def _cut_output(sink: AtomicOutput, writer: _PcmWriter, cut: int) -> bool:
+    """Cut the last ``cut`` frames off the finished temporary output; False for a pipe."""
+    if sink.tmp is None:
+        return False
+    keep = max(0, writer.frames - cut)
+    writer.frames = keep
+    if writer.sf is None:  # raw: whole frames of fixed size
+        width = {"16": 2, "24": 3, "float": 4}[writer.bits] * writer.channels
+        sink.f.flush()
+        sink.f.truncate(keep * width)
+        return True
+    import soundfile as sf
+
+    tmp = f"{sink.tmp}.cut"
+    try:
+        with sf.SoundFile(sink.tmp) as r, sf.SoundFile(tmp, "w", r.samplerate, r.channels,
+                                                        r.subtype, format=r.format) as w:
+            left = keep
+            while left > 0:  # block by block: bounded memory
+                block = r.read(min(left, 1 << 16), dtype="float32", always_2d=True)
+                if not block.shape[0]:
+                    break
+                w.write(block)
+                left -= block.shape[0]
+        os.replace(tmp, sink.tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
 
 
 class _PcmWriter:
@@ -382,7 +430,7 @@ class _PcmWriter:
     def __init__(self, f, out: str, out_format: str, bits: str, rate: int, channels: int) -> None:
         import soundfile as sf
 
-        self.f, self.bits, self.frames = f, bits, 0
+        self.f, self.bits, self.frames, self.channels = f, bits, 0, channels
         self.sf = None
         if out != "-" and out_format in ("wav", "flac"):
             subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[bits]
@@ -392,6 +440,18 @@ class _PcmWriter:
                                      param_hint="--format")
         elif out_format == "wav":
             f.write(wav_header(rate, channels, bits, None))
+
+    def __enter__(self) -> _PcmWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # Close soundfile's writer before the file under it: closing it later (at garbage
+        # collection) would seek a closed file and print "Exception ignored" tracebacks.
+        if exc_type is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - the first failure is the one to report
+                pass
 
     def write(self, x: np.ndarray) -> None:
         if x.shape[0] == 0:
@@ -408,7 +468,7 @@ class _PcmWriter:
             self.f.write(pcm_bytes(x, self.bits))
 
     def close(self) -> None:
-        if self.sf is not None:
+        if self.sf is not None and not self.sf.closed:
             self.sf.close()
 
 
@@ -427,7 +487,7 @@ class _CountingReader:
 def _describe_stream(inp: str) -> dict:
     from ..codec.stereo import MS, split_side  # numpy only: info stays free of torch
 
-    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         counter = _CountingReader(src)
         reader = fmt.ContainerReader(counter)
@@ -644,6 +704,7 @@ from . import eval_cmd, truncate_cmd  # noqa: E402, F401
 
 def main() -> None:
     """Console entry point."""
+    install_signal_handlers()
     cli(prog_name="nwc")
 
 
