@@ -485,6 +485,7 @@ class _CountingReader:
 
 
 def _describe_stream(inp: str) -> dict:
+    from ..codec.limits import header_problem
     from ..codec.stereo import MS, split_side  # numpy only: info stays free of torch
 
     src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
@@ -492,7 +493,10 @@ def _describe_stream(inp: str) -> dict:
         counter = _CountingReader(src)
         reader = fmt.ContainerReader(counter)
         h = reader.header
-        packets = damaged = payload = ms_packets = 0
+        problem = header_problem(h)
+        if problem:
+            raise Fatal(f"stream header out of bounds: {problem}")
+        packets = damaged = payload = ms_packets = covered = 0
         side_layers: set[int] = set()
         end = None
         for item in reader:
@@ -500,6 +504,7 @@ def _describe_stream(inp: str) -> dict:
                 damaged += 1
             elif item.kind == fmt.AUDIO:
                 packets += 1
+                covered = max(covered, item.granule)
                 payload += len(item.side) + sum(len(b) for b in item.layers)
                 split = split_side(item.side, h.channels)
                 if split is not None and split[1].mode == MS:
@@ -509,6 +514,11 @@ def _describe_stream(inp: str) -> dict:
                 end = item
         total_bytes = counter.n
     samples = end.original_samples if end is not None else h.total_samples
+    declared = samples
+    refused = samples is not None and not _length_plausible(h, samples, covered)
+    if refused:  # a forged length (288 230 376 151 711 s): say what the packets carry
+        damaged += 1
+        samples = round(covered * h.original_rate / h.sample_rate)
     secs = samples / h.original_rate if samples is not None else None
     d = {
         "format_version": fmt.FORMAT_VERSION,
@@ -522,6 +532,7 @@ def _describe_stream(inp: str) -> dict:
         / h.sample_rate,
         "gain_bits": h.gain_bits, "coder": h.coder, "tags": h.tags,
         "packets": packets, "damaged": damaged, "ended": end is not None,
+        "declared_samples": declared, "length_refused": refused,
         "payload_bytes": payload,
     }
     if h.channels == 2:  # how the encoder coded the pair (codec/stereo.py)
@@ -531,6 +542,14 @@ def _describe_stream(inp: str) -> dict:
     if secs:
         d["kbps"] = 8 * total_bytes / secs / 1000
     return d
+
+
+def _length_plausible(h: fmt.StreamHeader, samples: int, covered: int) -> bool:
+    """Is a declared length (original rate) within what the decoder would fill (limits)?"""
+    from ..codec.limits import gap_allowed
+
+    coded = samples * h.sample_rate / h.original_rate
+    return gap_allowed(0, max(0, int(coded) - covered), covered, h.sample_rate)
 
 
 @cli.command()
@@ -543,6 +562,7 @@ def info(inp, as_json, debug) -> None:
     d = _describe_stream(inp)
     if as_json:
         click.echo(json.dumps(d, indent=1))
+        _refused_length(d)
         return
     dur = f"{d['duration_s']:.3f} s" if d["duration_s"] is not None else "unknown"
     lines = [
@@ -571,6 +591,14 @@ def info(inp, as_json, debug) -> None:
     for k, v in d["tags"].items():
         lines.append(f"tag:         {k}={v}")
     click.echo("\n".join(lines))
+    _refused_length(d)
+
+
+def _refused_length(d: dict) -> None:
+    """A declared length beyond the decoder's limits is an error (exit 1), after the report."""
+    if d["length_refused"]:
+        raise Fatal(f"the stream declares {d['declared_samples']} samples but its packets "
+                    f"carry {d['total_samples']}: length refused (decoder limit)")
 
 
 @cli.command("tiers")
@@ -699,7 +727,7 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, re
 
 
 # Sub-commands in their own modules register themselves (they need the helpers above).
-from . import eval_cmd, truncate_cmd  # noqa: E402, F401
+from . import eval_cmd, integrity_cmd, truncate_cmd  # noqa: E402, F401
 
 
 def main() -> None:
