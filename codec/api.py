@@ -580,6 +580,7 @@ class StreamDecoder:
                 self._refuse(f"the stream says it is {missing / self.tier.sample_rate:.0f} s "
                              "longer than its packets")
                 missing, self._out_total = 0, None
+                self.stats.ended = False  # an END with that length is forged: not an end
             elif missing < 0:
                 x = x[: max(0, x.shape[0] + missing)]
         yield self._emit(x)
