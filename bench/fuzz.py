@@ -13,17 +13,24 @@ with one tier, then decodes many mutated copies of the streams in-process, exact
   intact packets lie and the decoder's sequence rule), and, for the 16 kHz stream, the samples
   it alone determines equal the clean decode;
 * an END packet that survived is seen, and a decode reporting no damage at all equals the
-  clean decode sample for sample (no silent corruption).
+  clean decode sample for sample (no silent corruption);
+* LPC tiers: after a discontinuity the synthesis filter's memory differs from the clean
+  decode's, so intact packets must match from ``RECOVERY`` samples (one packet) after it on;
+  the longest recovery seen is reported, in samples;
+* whatever the header says, the output is at most what the packets justify plus the
+  decoder's gap limit (``codec/limits.py``), and every input decodes within the memory cap.
 
 Mutations: bit flips, truncation, inserted garbage (sometimes holding sync/magic bytes),
 overwritten ranges, dropped/swapped/duplicated packets, combinations of those, and
 "reframed" packets whose side info or layer payloads are corrupted *with a valid CRC* (what
-no CRC can catch: the codec must cope on its own). Usage::
+no CRC can catch: the codec must cope on its own), and the hostile cases of issue 20 as
+seeds: huge sequence jumps and forged END lengths with valid CRCs, headers declaring huge
+lengths, and sync-marker floods. Usage::
 
-    python bench/fuzz.py [--n 100000] [--seed 0] [--tier NAME]
+    nice python bench/fuzz.py [--n 100000] [--seed 0] [--tier NAME | --lpc] [--mem-cap-mb N]
 
 Without ``--tier`` a small random-initialised tier is built in-process (fast; no weights
-needed). Exits 1 if any input crashed or broke an invariant.
+needed; ``--lpc``: an LPC hybrid one). Exits 1 if any input crashed or broke an invariant.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import resource
+import struct
 import sys
 import time
 import traceback
@@ -40,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from nwc.codec import limits
 from nwc.codec import tier as tiers
 from nwc.codec.api import CodecError, StreamDecoder, StreamEncoder, header_for
 from nwc.codec.tier import TierError
@@ -52,10 +62,12 @@ from nwc.formats.container import (
     ContainerWriter,
     FormatError,
     Packet,
+    encode_header,
     encode_packet,
 )
 
 HEADER_ERRORS = (FormatError, TierError, CodecError)
+RECOVERY_PACKETS = 1  # LPC filter memory must have recovered one packet after a loss
 
 
 # --------------------------------------------------------------------------- references
@@ -106,6 +118,31 @@ def random_tier(name: str = "fuzz", seed: int = 0):
     return t
 
 
+def random_lpc_tier(name: str = "fuzz-lpc", seed: int = 1):
+    """A tiny random-initialised two-stage LPC hybrid with tables fitted to its symbols."""
+    from nwc.codec.cascade import Cascade, CascadeConfig
+    from nwc.codec.data import PacketSampler
+    from nwc.codec.framing import Framing
+    from nwc.codec.model import NWCConfig
+    from nwc.codec.train import code_tables
+
+    torch.manual_seed(seed)
+    cfg = CascadeConfig(nwc=NWCConfig(channels=8, narrow=4, code_channels=2, levels=7),
+                        stages=2, lpc=True)
+    model = Cascade(cfg).eval()
+    with torch.no_grad():
+        for stage in model.stages:
+            stage.encoder[-1].weight.mul_(16.0)
+            stage.encoder[-1].bias.zero_()
+    f = Framing()
+    sampler = PacketSampler([signal(4.0, 16000, 1, seed + 100)[:, 0]], f)
+    tables, lsf_tables = code_tables(model, sampler, torch.device("cpu"), 16000, n_packets=32)
+    t = tiers.build(name, 16000, f, cfg, tables, state=model.state_dict(),
+                    lsf_tables=lsf_tables)
+    t.weights_sha256 = "1" * 64
+    return t
+
+
 @dataclass
 class Reference:
     """A clean stream, where its packets lie, and its clean decode."""
@@ -120,6 +157,7 @@ class Reference:
     seq_of: dict[bytes, tuple[int, int, int]] = field(default_factory=dict)  # → seq, kind, gran
     n: int = 0
     channels: int = 1
+    rate: int = 16000             # the input's (original) rate
     exact: bool = True            # output rate == tier rate: per-sample region checks apply
     clean: np.ndarray | None = None
 
@@ -139,7 +177,7 @@ def make_reference(tier, name: str, x: np.ndarray, rate: int) -> Reference:
         spans.append((start, buf.tell()))
     ref = Reference(name, tier, buf.getvalue(), header_len, packets, raw, spans,
                     {b: (p.seq, p.kind, p.granule) for b, p in zip(raw, packets, strict=True)},
-                    x.shape[0], x.shape[1], rate == tier.sample_rate)
+                    x.shape[0], x.shape[1], rate, rate == tier.sample_rate)
     out = decode(ref, ref.data)
     if out.error or out.problems or out.stats.damaged or out.y.shape != (ref.n, ref.channels):
         raise RuntimeError(f"clean stream {name} does not decode cleanly: "
@@ -254,6 +292,44 @@ def _reframe(rng: random.Random, ref: Reference, d: bytes) -> bytes:
     return d[:a] + encode_packet(q) + d[b:]
 
 
+def _seq_jump(rng: random.Random, ref: Reference, d: bytes) -> bytes:
+    """An AUDIO packet moved 2**16.. 2**31 packets ahead, with a valid CRC (issue 20)."""
+    spans = _audio_spans(ref)
+    k = rng.randrange(len(spans))
+    a, b = spans[k]
+    p = ref.objects[k]
+    hop = ref.tier.framing.packet_hop
+    seq = p.seq + rng.choice([1 << 16, 1 << 20, (1 << 31) - 1 - p.seq])
+    q = Packet(AUDIO, seq, p.granule + (seq - p.seq) * hop, p.side, p.layers)
+    return d[:a] + encode_packet(q) + d[b:]
+
+
+def _forged_end(rng: random.Random, ref: Reference, d: bytes) -> bytes:
+    """END with a huge length its own seq seems to vouch for (valid CRC; issue 20)."""
+    a, b = ref.spans[-1]
+    hop = ref.tier.framing.packet_hop
+    seq = rng.choice([1 << 13, 1 << 20, (1 << 31) - 1])
+    g = seq * hop
+    orig = round(g * ref.rate / ref.tier.sample_rate)
+    return d[:a] + encode_packet(Packet(END, seq, g, b"", [], orig)) + d[b:]
+
+
+def _header_length(rng: random.Random, ref: Reference, d: bytes) -> bytes:
+    """The header rewritten (valid CRC) to declare a huge total_samples (issue 20)."""
+    h = ContainerReader(io.BytesIO(ref.data)).header
+    h.total_samples = rng.choice([10**8, 1 << 40, (1 << 64) - 2])
+    return encode_header(h) + d[ref.header_len:]
+
+
+def _sync_flood(rng: random.Random, ref: Reference, d: bytes) -> bytes:
+    """Sync markers claiming long bodies, inserted between packets (SPEC 6.2, issue 20)."""
+    n = rng.choice([64, 1024, 16384])
+    flood = b"".join(SYNC + struct.pack("<I", rng.choice([14, 4096, 65536, 1 << 22]))
+                     for _ in range(n // 8))
+    at = rng.choice([s[0] for s in ref.spans])
+    return d[:at] + flood + d[at:]
+
+
 CRC_MUTATORS: dict[str, Mutator] = {
     "bitflip": _flip_bits,
     "bitflip-body": _flip_bits_after_header,
@@ -264,10 +340,17 @@ CRC_MUTATORS: dict[str, Mutator] = {
     "swap": _swap,
     "duplicate": _duplicate,
 }
-MUTATORS: dict[str, Mutator] = {**CRC_MUTATORS, "reframe": _reframe}
+HOSTILE: dict[str, Mutator] = {
+    "seq-jump": _seq_jump,
+    "forged-end": _forged_end,
+    "header-length": _header_length,
+    "sync-flood": _sync_flood,
+}
+MUTATORS: dict[str, Mutator] = {**CRC_MUTATORS, "reframe": _reframe, **HOSTILE}
 
 
-STRUCTURAL = ("drop", "swap", "duplicate", "reframe")  # need the clean stream's packet spans
+# need the clean stream's packet spans
+STRUCTURAL = ("drop", "swap", "duplicate", "reframe", *HOSTILE)
 
 
 def mutate(rng: random.Random, ref: Reference) -> tuple[str, bytes]:
@@ -294,6 +377,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)  # broken invariants
     y: np.ndarray | None = None
     stats: object | None = None
+    recovery: int = 0               # LPC: samples until intact packets matched again
 
 
 def _expected(ref: Reference, d: bytes) -> tuple[list[int], bool]:
@@ -331,16 +415,21 @@ def decode(ref: Reference, d: bytes, crc_only: bool = True) -> Outcome:
     except Exception as e:  # noqa: BLE001 - that is what we are looking for
         return Outcome("crash", time.perf_counter() - t0,
                        f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
-    try:
-        parts = [dec.push(item) for item in reader]
-        parts.append(dec.finish())
+    try:  # as `nwc decode` does: bounded blocks, then the cut of a shorter END
+        parts = [b for item in reader for b in dec.feed(item)]
+        parts += dec.drain()
         y = np.concatenate(parts)
+        y = y[: y.shape[0] - dec.stats.cut]
     except Exception as e:  # noqa: BLE001
         return Outcome("crash", time.perf_counter() - t0,
                        f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
     st = dec.stats
     damaged = bool(st.damaged or st.lost_samples or not st.ended)
     out = Outcome("damaged" if damaged else "clean", time.perf_counter() - t0, y=y, stats=st)
+    # Bounded whatever the stream declares: twice the audio plus the gap limit (limits.py).
+    bound = 2 * ref.n + (limits.MAX_GAP_SECONDS + 1) * ref.rate
+    if y.shape[0] > bound:
+        out.problems.append(f"output of {y.shape[0]} samples over the bound {bound}")
     if not header_intact:
         return out
     if y.shape != (ref.n, ref.channels):
@@ -359,12 +448,24 @@ def decode(ref: Reference, d: bytes, crc_only: bool = True) -> Outcome:
         out.problems.append("no damage reported but output differs from the clean decode")
     if ref.exact:
         f = ref.tier.framing
+        since, prev = 0, -1  # LPC: where the filter memory last lost track of the clean one
         for seq in accepted:
             start = seq * f.packet_hop
+            if ref.tier.lpc and seq != prev + 1:
+                since = start
+            prev = seq
             granule = ref.seq_of[ref.packets[seq]][2]
             a, b = start + f.overlap, min(start + f.packet_hop, granule)
-            if a < b and not np.allclose(y[a:b], ref.clean[a:b], atol=1e-6):
-                out.problems.append(f"intact packet {seq} decodes differently")
+            if a >= b:
+                continue
+            bad = np.nonzero(np.abs(y[a:b] - ref.clean[a:b]).max(axis=1) > 1e-6)[0]
+            if not bad.size:
+                continue
+            if ref.tier.lpc and since:  # samples the memory took to recover (so far)
+                out.recovery = max(out.recovery, a + int(bad[-1]) + 1 - since)
+                if a + bad[-1] < since + RECOVERY_PACKETS * f.packet_hop:
+                    continue
+            out.problems.append(f"intact packet {seq} decodes differently")
     return out
 
 
@@ -378,6 +479,7 @@ class Report:
     crashes: Counter = field(default_factory=Counter)
     problems: Counter = field(default_factory=Counter)
     max_seconds: float = 0.0
+    max_recovery: int = 0         # LPC filter memory, samples
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -385,17 +487,22 @@ class Report:
         return bool(self.crashes or self.problems)
 
 
-def campaign(refs: list[Reference], n: int, seed: int, progress: bool = False) -> Report:
+def campaign(refs: list[Reference], n: int, seed: int, progress: bool = False,
+             max_minutes: float = 0.0) -> Report:
     rng = random.Random(seed)
     rep = Report()
-    t_last = time.time()
+    t_last = t_start = time.time()
     for i in range(n):
+        if max_minutes and time.time() - t_start > 60 * max_minutes:
+            break  # reported as the count actually tried
         ref = refs[i % len(refs)]
         name, d = mutate(rng, ref)
         out = decode(ref, d, crc_only="reframe" not in name)
+        out.y = None  # keep no audio around: memory stays what one decode needs
         rep.tried += 1
         rep.outcomes[out.kind] += 1
         rep.max_seconds = max(rep.max_seconds, out.seconds)
+        rep.max_recovery = max(rep.max_recovery, out.recovery)
         if out.kind == "crash":
             rep.crashes[out.error.split(":")[0]] += 1
         for p in out.problems:
@@ -423,12 +530,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100_000, help="mutated inputs to try")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tier", help="installed tier to use (default: a tiny random tier)")
+    ap.add_argument("--lpc", action="store_true", help="a tiny random LPC hybrid tier")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="stop early after this long (the report says how many were tried)")
+    ap.add_argument("--mem-cap-mb", type=int, default=0,
+                    help="address-space cap (RLIMIT_AS) once the references are made")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    tier = tiers.load(args.tier) if args.tier else random_tier()
+    tier = tiers.load(args.tier) if args.tier else random_lpc_tier() if args.lpc \
+        else random_tier()
+    refs = references(tier)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if args.mem_cap_mb:
+        cap = args.mem_cap_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     t0 = time.time()
-    rep = campaign(references(tier), args.n, args.seed, progress=True)
+    rep = campaign(refs, args.n, args.seed, progress=True, max_minutes=args.max_minutes)
     wall = time.time() - t0
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"tier {tier.name}: tried {rep.tried} mutated inputs in {wall:.1f} s "
           f"(seed {args.seed})")
     for kind, label in (("clean", "decoded cleanly"), ("damaged", "decoded, damage reported"),
@@ -440,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     for p, k in rep.problems.most_common(10):
         print(f"    {p}: {k}")
     print(f"  max time per input        {rep.max_seconds * 1000:>7.1f} ms")
+    print(f"  peak RSS                  {peak_rss / 1024:>7.0f} MiB (after the clean "
+          f"references: {base_rss / 1024:.0f} MiB; cap {args.mem_cap_mb or '-'} MiB)")
+    if tier.lpc:
+        print(f"  LPC memory recovery       {rep.max_recovery:>7d} samples at most "
+              f"(limit {RECOVERY_PACKETS * tier.framing.packet_hop})")
     for e in rep.examples:
         print(f"  example {e}", file=sys.stderr)
     return 1 if rep.failed else 0

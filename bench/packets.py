@@ -14,6 +14,9 @@ decoded, and measured with ``nwc eval``'s code (sub-sample alignment, PESQ-WB, S
 
     python bench/packets.py /work/corpus/speech/dev [--clips 16] [--tiers a,b]
         [--packet-frames 1,2,4,8,16] [--out-md FILE]
+
+With ``--loss 1,5,10`` (percent) it measures packet loss instead (``bench/plc.py``):
+concealment vs silence against the clean decode, and Opus with its own PLC, per packet size.
 """
 
 from __future__ import annotations
@@ -81,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packet-frames", default="1,2,4,8,16",
                     help="packet sizes in frames, comma-separated (default 1,2,4,8,16)")
     ap.add_argument("--out-md", type=Path, help="also write the table and notes here")
+    ap.add_argument("--loss", help="packet loss rates in percent, e.g. 1,5,10: the loss bench")
+    ap.add_argument("--opus-kbps", type=float, default=16.0, help="Opus bitrate (--loss)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(v) for v in a.packet_frames.split(",")]
     files = pick_clips(a.data, a.clips)
     names = a.tiers.split(",") if a.tiers else sorted(catalog.available())
+    if a.loss:
+        return loss_main(a, files, names, sizes)
     rows = []
     for name in names:
         t = tiers.load(name)
@@ -119,6 +126,42 @@ def main(argv: list[str] | None = None) -> int:
             "Real kbps = bytes of the whole stream (header, packets, END) x 8 / duration; "
             "payload = range-coded layers, gain = side info, container = the rest. Δ: "
             "against the tier's own packet size. Latency = (P x hop + frame - hop) / rate.\n")
+    text = "\n".join(lines) + note
+    print(text, end="")
+    if a.out_md:
+        a.out_md.write_text(text)
+    return 0
+
+
+def loss_main(a: argparse.Namespace, files: list[Path], names: list[str], sizes: list[int]
+              ) -> int:
+    """``--loss``: concealment vs silence vs Opus PLC (``bench/plc.py``)."""
+    import plc  # bench/ is on sys.path when this runs as a script
+
+    rates = [float(v) / 100 for v in a.loss.split(",")]
+    lines = ["| tier | loss | PESQ-WB conceal | PESQ-WB silence | ViSQOL conceal "
+             "| ViSQOL silence | Opus PLC PESQ-WB | Opus PLC ViSQOL |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    opus = None
+    for name in names:
+        t = tiers.load(name)
+        clips = [load_mono(p, t.sample_rate) for p in files]
+        if opus is None:
+            opus = plc.opus_loss(clips, t.sample_rate, rates, a.opus_kbps)
+        for pf in sizes:
+            t0 = time.perf_counter()
+            res = plc.nwc_loss(t, clips, rates, pf)
+            ms = 1000 * pf * t.framing.hop / t.sample_rate
+            lines += plc.table(name, ms, rates, res, opus, a.opus_kbps)
+            print(f"[{name}] {pf} frame(s): {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                  flush=True)
+    secs = sum(sf_len for sf_len in (load_mono(p, 16000).shape[0] / 16000 for p in files))
+    note = (f"\n\n{len(files)} clips ({secs:.1f} s) from `{a.data}`. Each AUDIO packet is "
+            "lost independently with the given probability (fixed seeds); scores compare the "
+            "lossy decode with the clean decode of the same stream (Opus: with its own clean "
+            "decode; `opusdec --packet-loss`, 20 ms packets). Conceal: `nwc decode --conceal "
+            "auto` (pitch repetition fading to comfort noise, codec/conceal.py); silence: "
+            "`--conceal silence`.\n")
     text = "\n".join(lines) + note
     print(text, end="")
     if a.out_md:

@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import struct
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -158,7 +157,9 @@ def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels
                raw_format: str = "s16") -> AudioSource:
     """Open a file (any soundfile format) or ``-`` (WAV or raw PCM on stdin)."""
     if path == "-":
-        stdin = sys.stdin.buffer
+        from .stdio import std_binary
+
+        stdin = std_binary("stdin")
         if raw:
             return AudioSource(raw_rate, raw_channels, None,
                                _pcm_blocks(stdin, raw_channels, raw_format, None), "stdin")
@@ -297,7 +298,9 @@ class AtomicOutput:
     def __enter__(self) -> BinaryIO:
         t = self.target
         if t.kind == "stdout":
-            self.f = cast(BinaryIO, _Flushing(sys.stdout.buffer))
+            from .stdio import std_binary
+
+            self.f = cast(BinaryIO, _Flushing(std_binary("stdout")))
             return self.f
         if t.kind == "direct":
             self.f = cast(BinaryIO, _Flushing(open(t.path, "wb")))  # noqa: SIM115
@@ -326,9 +329,10 @@ class AtomicOutput:
                 if t.existing is not None and t.existing.st_nlink > 1:
                     # A rename would split the hard links: rewrite the shared inode instead.
                     shutil.copyfile(self.tmp, t.path)
-                    os.unlink(self.tmp)
-                else:
-                    os.replace(self.tmp, t.path)
+                else:  # no-clobber: a file that appeared at the target meanwhile is kept
+                    from .stdio import publish
+
+                    publish(self.tmp, t.path, self.force)
         finally:
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)

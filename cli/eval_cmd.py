@@ -65,6 +65,7 @@ def decode_nwc(path: str) -> Loaded:
         parts = [dec.push(item) for item in reader]
         parts.append(dec.finish())
     pcm = np.concatenate(parts)
+    pcm = pcm[: pcm.shape[0] - dec.stats.cut]  # an END shorter than the audio cuts it
     nbytes = os.path.getsize(path)
     secs = pcm.shape[0] / h.original_rate
     st = dec.stats

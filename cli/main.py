@@ -27,6 +27,7 @@ from ..formats import container as fmt
 from .audio_io import AtomicOutput, InputError, open_audio
 from .batch import batch_options, batched
 from .pcm_out import FORMATS, PcmWriter, check_format, format_for
+from .stdio import Terminated, install_signal_handlers, std_binary
 from .tags import merge, parse_pairs, tag_options
 from .target import STDOUT_ALIASES, OutputError
 
@@ -60,9 +61,10 @@ def handle_errors(fn: Callable) -> Callable:
             except OSError:
                 pass
             sys.exit(0)
-        except KeyboardInterrupt:
-            click.echo("nwc: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (stdio.Terminated)
+            signum = e.signum if isinstance(e, Terminated) else 2
+            click.echo(f"nwc: {'terminated' if signum != 2 else 'interrupted'}", err=True)
+            sys.exit(128 + signum)
         except click.exceptions.Exit:
             raise
         except click.ClickException:
@@ -387,13 +389,21 @@ def _label(path: str) -> str:
                    "header announced (default: stop where the audio stops).")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="CPU threads for the model.")
+@click.option("--conceal", type=click.Choice(["auto", "silence"]), default="auto",
+              show_default=True,
+              help="Fill lost packets with a continuation of the signal (auto) or silence.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 on any damage, even damage that cost no audio.")
+@click.option("--allow-long-gaps", is_flag=True,
+              help="Fill gaps beyond the limit (decoded audio + 60 s) instead of refusing.")
 @batch_options
 @force_option
 @quiet_option
 @debug_option
 @handle_errors
 @batched("decode")
-def decode(inp, out, rate, out_format, bits, pad, threads, force, quiet, debug) -> None:
+def decode(inp, out, rate, out_format, bits, pad, threads, conceal, strict, allow_long_gaps,
+           force, quiet, debug) -> None:
     """Decode an .nwc stream IN (`-` = stdin) to audio OUT (`-` = stdout), in the format
     OUT's suffix names (.wav .flac .aiff .ogg .opus .mp3 .raw) with the stream's tags.
 
@@ -414,34 +424,42 @@ def decode(inp, out, rate, out_format, bits, pad, threads, force, quiet, debug) 
 
     model_device()
     torch.set_num_threads(threads)
-    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
         t = tiers.load(h.tier)
-        dec = StreamDecoder(t, h, rate, pad_truncated=pad)
+        dec = StreamDecoder(t, h, rate, pad_truncated=pad, allow_long_gaps=allow_long_gaps,
+                            conceal=conceal)
         dec.warm_up()  # before the packets: a live stream's first audio is not held up
         out_rate = dec.out_rate
         prog = _Progress(h.duration, quiet, "decode")
-        with sink as f:
-            writer = PcmWriter(f, out_format, bits, out_rate, h.channels, sink.streaming,
-                               h.tags)
+        with sink as f, PcmWriter(f, out_format, bits, out_rate, h.channels, sink.streaming,
+                                  h.tags) as writer:
             for item in reader:
                 if isinstance(item, fmt.Damage) and not quiet:
                     click.echo(f"nwc: warning: damaged stream at byte {item.offset} "
                                f"({item.reason}); skipping", err=True)
-                pcm = dec.push(item)
+                for pcm in dec.feed(item):  # bounded blocks, however long a gap
+                    writer.write(pcm)
+                    prog.update(pcm.shape[0] / out_rate)
+            for pcm in dec.drain():
                 writer.write(pcm)
-                prog.update(pcm.shape[0] / out_rate)
-            writer.write(dec.finish())
             writer.close()
+            cut_failed = dec.stats.cut and not _cut_output(sink, writer, dec.stats.cut)
         prog.close()
     st = dec.stats
     secs = writer.frames / out_rate
     wall = elapsed()
+    for note in st.notes:
+        click.echo(f"nwc: warning: {note}", err=True)
+    if cut_failed:
+        click.echo(f"nwc: warning: {st.cut} samples past the stream's end were already "
+                   "written to a pipe", err=True)
     if st.lost_samples:
+        filled = "concealed" if conceal == "auto" else "filled with silence"
         click.echo(f"nwc: warning: {st.lost_samples / t.sample_rate:.2f} s of audio lost to "
-                   f"damage ({st.damaged} damaged stretches), filled with silence", err=True)
+                   f"damage ({st.damaged} damaged stretches), {filled}", err=True)
     if not st.ended:
         whole = f" of {h.duration:.2f} s" if h.duration is not None else ""
         click.echo("nwc: warning: the stream ends early (no end packet: truncated?); "
@@ -455,8 +473,39 @@ def decode(inp, out, rate, out_format, bits, pad, threads, force, quiet, debug) 
     _say(quiet, f"nwc: decoded {_label(inp)} to {_label(out)} ({secs:.2f} s, {h.channels} ch, "
                 f"{out_rate} Hz, {out_format}) with tier {t.name}, {wall:.2f} s "
                 f"({secs / wall if wall else 0:.1f}x real time)")
-    if st.lost_samples or not st.ended:
+    if st.lost_samples or not st.ended or st.refused or cut_failed or (strict and st.damaged):
         sys.exit(1)
+
+
+def _cut_output(sink: AtomicOutput, writer: PcmWriter, cut: int) -> bool:
+    """Cut the last ``cut`` frames off the finished temporary output; False for a pipe."""
+    if sink.tmp is None:
+        return False
+    keep = max(0, writer.frames - cut)
+    writer.frames = keep
+    if writer.sf is None:  # raw: whole frames of fixed size
+        width = {"16": 2, "24": 3, "float": 4}[writer.bits] * writer.channels
+        sink.f.flush()
+        sink.f.truncate(keep * width)
+        return True
+    import soundfile as sf
+
+    tmp = f"{sink.tmp}.cut"
+    try:
+        with sf.SoundFile(sink.tmp) as r, sf.SoundFile(tmp, "w", r.samplerate, r.channels,
+                                                        r.subtype, format=r.format) as w:
+            left = keep
+            while left > 0:  # block by block: bounded memory
+                block = r.read(min(left, 1 << 16), dtype="float32", always_2d=True)
+                if not block.shape[0]:
+                    break
+                w.write(block)
+                left -= block.shape[0]
+        os.replace(tmp, sink.tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
 
 
 class _CountingReader:
@@ -472,14 +521,18 @@ class _CountingReader:
 
 
 def _describe_stream(inp: str) -> dict:
+    from ..codec.limits import header_problem
     from ..codec.stereo import MS, split_side  # numpy only: info stays free of torch
 
-    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         counter = _CountingReader(src)
         reader = fmt.ContainerReader(counter)
         h = reader.header
-        packets = damaged = payload = ms_packets = held = 0
+        problem = header_problem(h)
+        if problem:
+            raise Fatal(f"stream header out of bounds: {problem}")
+        packets = damaged = payload = ms_packets = covered = 0
         side_layers: set[int] = set()
         end = None
         for item in reader:
@@ -487,7 +540,7 @@ def _describe_stream(inp: str) -> dict:
                 damaged += 1
             elif item.kind == fmt.AUDIO:
                 packets += 1
-                held = max(held, item.granule)
+                covered = max(covered, item.granule)
                 payload += len(item.side) + sum(len(b) for b in item.layers)
                 split = split_side(item.side, h.channels)
                 if split is not None and split[1].mode == MS:
@@ -497,6 +550,11 @@ def _describe_stream(inp: str) -> dict:
                 end = item
         total_bytes = counter.n
     samples = end.original_samples if end is not None else h.total_samples
+    declared = samples
+    refused = samples is not None and not _length_plausible(h, samples, covered)
+    if refused:  # a forged length (288 230 376 151 711 s): say what the packets carry
+        damaged += 1
+        samples = round(covered * h.original_rate / h.sample_rate)
     secs = samples / h.original_rate if samples is not None else None
     d = {
         "format_version": fmt.FORMAT_VERSION,
@@ -511,7 +569,8 @@ def _describe_stream(inp: str) -> dict:
         "gain_bits": h.gain_bits, "coder": h.coder, "tags": h.tags,
         "packets": packets, "damaged": damaged, "ended": end is not None,
         # What the packets hold (original rate): less than the duration if cut short.
-        "present_s": (end.granule if end is not None else held) / h.sample_rate,
+        "present_s": (end.granule if end is not None else covered) / h.sample_rate,
+        "declared_samples": declared, "length_refused": refused,
         "payload_bytes": payload,
     }
     if h.channels == 2:  # how the encoder coded the pair (codec/stereo.py)
@@ -522,6 +581,14 @@ def _describe_stream(inp: str) -> dict:
     if rate_s:
         d["kbps"] = 8 * total_bytes / rate_s / 1000
     return d
+
+
+def _length_plausible(h: fmt.StreamHeader, samples: int, covered: int) -> bool:
+    """Is a declared length (original rate) within what the decoder would fill (limits)?"""
+    from ..codec.limits import gap_allowed
+
+    coded = samples * h.sample_rate / h.original_rate
+    return gap_allowed(0, max(0, int(coded) - covered), covered, h.sample_rate)
 
 
 @cli.command()
@@ -547,7 +614,7 @@ def info(inputs, as_json, debug) -> None:
             click.echo(f"nwc: error: {inp}: {_describe(e)}", err=True)
             bad += 1
             continue
-        bad += bool(d["damaged"] or not d["ended"])
+        bad += bool(d["damaged"] or not d["ended"] or d["length_refused"])
         docs.append(d)
         if not as_json:
             if len(inputs) > 1:
@@ -555,6 +622,11 @@ def info(inputs, as_json, debug) -> None:
             click.echo(_info_text(d))
     if as_json:
         click.echo(json.dumps(docs[0] if len(inputs) == 1 else docs, indent=1))
+    for d in docs:  # a declared length beyond the decoder's limits: an error, after the report
+        if d["length_refused"]:
+            click.echo(f"nwc: error: {d['file']}: the stream declares {d['declared_samples']} "
+                       f"samples but its packets carry {d['total_samples']}: length refused "
+                       "(decoder limit)", err=True)
     if bad:
         sys.exit(1)
 
@@ -781,11 +853,12 @@ def _compare_with_start(init_from: str, now: list[dict]) -> None:
 
 
 # Sub-commands in their own modules register themselves (they need the helpers above).
-from . import eval_cmd, man_cmd, tag_cmd, truncate_cmd  # noqa: E402, F401
+from . import eval_cmd, integrity_cmd, man_cmd, tag_cmd, truncate_cmd  # noqa: E402, F401
 
 
 def main() -> None:
     """Console entry point."""
+    install_signal_handlers()
     cli(prog_name="nwc")
 
 

@@ -62,7 +62,7 @@ class PcmWriter:
                  streaming: bool, tags: dict[str, str] | None = None) -> None:
         import soundfile as sf
 
-        self.f, self.bits, self.frames = f, bits, 0
+        self.f, self.bits, self.frames, self.channels = f, bits, 0, channels
         self.sf = None
         self.header: bytes | None = None    # a streamed WAV header not yet written
         self.header_len = 0
@@ -102,9 +102,22 @@ class PcmWriter:
             data, self.header = self.header + data, None
         self.f.write(data)
 
+    def __enter__(self) -> PcmWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # Close soundfile's writer before the file under it: closing it later (at garbage
+        # collection) would seek a closed file and print "Exception ignored" tracebacks.
+        if exc_type is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - the first failure is the one to report
+                pass
+
     def close(self) -> None:
         if self.sf is not None:
-            self.sf.close()
+            if not self.sf.closed:
+                self.sf.close()
             return
         if self.header is not None:  # no audio at all: the header alone
             self.f.write(self.header)

@@ -10,13 +10,13 @@ exactly the stream a k-layer encode would have written. Works on pipes, one pack
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import click
 
 from ..formats import container as fmt
 from .audio_io import AtomicOutput
 from .main import Fatal, cli, debug_option, force_option, handle_errors, quiet_option
+from .stdio import std_binary
 
 
 def _layers_for(header: fmt.StreamHeader, bitrate: str) -> int:
@@ -55,7 +55,7 @@ def truncate(inp, out, layers, bitrate, force, quiet, debug) -> None:
         raise click.UsageError("give exactly one of --layers or --bitrate")
     sink = AtomicOutput(out, force)
     sink.check(inp)
-    src = sys.stdin.buffer if inp == "-" else open(inp, "rb")  # noqa: SIM115
+    src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header

@@ -320,7 +320,7 @@ def test_lost_packet_becomes_silence_of_the_right_length(tiny_tier) -> None:
     x = speech_like(2.0, 16000, 1, seed=9)
     h, packets = encode_stream(tiny_tier, x, 16000)
     clean = decode_packets(tiny_tier, h, packets)
-    dec = StreamDecoder(tiny_tier, h)
+    dec = StreamDecoder(tiny_tier, h, conceal="silence")
     lossy = np.concatenate([dec.push(p) for i, p in enumerate(packets) if i != 1]
                            + [dec.finish()])
     assert lossy.shape == clean.shape == (32000, 1)

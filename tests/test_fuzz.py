@@ -155,3 +155,12 @@ def test_cli_rejects_damaged_header(run_nwc, refs, tmp_path) -> None:
     assert r.returncode == 1 and "Traceback" not in err
     assert err.startswith("nwc: error: header crc mismatch") and len(err.splitlines()) == 1
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_fuzz_campaign_lpc_tier_judges_filter_memory(lpc_tier) -> None:
+    # After a loss, an LPC tier's intact packets match the clean decode once the synthesis
+    # memory has recovered (within one packet); the campaign measures it in samples.
+    rep = fuzz.campaign(fuzz.references(lpc_tier), 120, seed=20)
+    assert not rep.crashes, (rep.crashes, rep.examples)
+    assert not rep.problems, (rep.problems, rep.examples)
+    assert 0 < rep.max_recovery <= lpc_tier.framing.packet_hop
