@@ -10,6 +10,7 @@ chunking of the input gives the same bytes as whole-file encoding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soxr
@@ -17,10 +18,12 @@ import soxr
 from ..formats.container import AUDIO, Damage, Packet, StreamHeader
 from . import entropy, lpc
 from . import stereo as sc
-from .catalog import header_for, packet_framing  # noqa: F401 - header_for: re-exported
+from .catalog import TierError, header_for, packet_framing  # noqa: F401 - header_for: re-exported
 from .framing import MAX_PACKET_FRAMES, Framing, OverlapAdd, split_frames
 from .gain import GAIN_BITS, gain_code, gain_value
-from .tier import Tier, TierError
+
+if TYPE_CHECKING:  # torch-free: either engine's tier (tier.Tier, engine.NpTier) codes
+    from .tier import Tier
 
 _IDENTITY = np.eye(1, lpc.ORDER + 1)[0]   # A(z) = 1: before any decoded filter
 

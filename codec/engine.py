@@ -1,0 +1,149 @@
+"""Which engine runs a tier's networks, and loading a tier for the NumPy one (no torch).
+
+``load(name, device)`` gives what ``api.StreamEncoder``/``StreamDecoder`` need: a tier whose
+``model`` has ``encode_frames``/``decode_frames``. On the CPU (``auto`` or ``cpu``) that is
+``NpTier``, read from the tier's JSON and safetensors with NumPy alone: importing torch costs
+seconds and hundreds of MB, the coding itself milliseconds. ``cuda`` (and ``torch``, the torch
+engine on the CPU, for comparisons) loads ``tier.Tier`` and so imports torch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import catalog
+from .catalog import LEGACY_FORMAT, TierError
+from .config import CascadeConfig, NWCConfig
+from .entropy import CodeTables
+from .framing import Framing
+from .npengine import NpCascade
+
+TORCH_HINT = 'the torch engine needs torch: pip install "nwc[train]"'
+
+
+@dataclass
+class NpTier:
+    """A tier for the NumPy engine: the attributes of ``tier.Tier`` the codec reads."""
+
+    name: str
+    sample_rate: int
+    framing: Framing
+    config: CascadeConfig
+    model: NpCascade
+    tables: list[CodeTables]
+    lsf_tables: CodeTables | None
+    hash: str
+    weights_sha256: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def layers(self) -> int:
+        return self.config.stages
+
+    @property
+    def lpc(self) -> bool:
+        return self.config.lpc
+
+    @property
+    def model_id(self) -> str:
+        return f"nwc-{self.name}"
+
+    def layer_kbps(self) -> list[float | None]:
+        return catalog.layer_kbps(self.meta, self.layers)
+
+
+def load_path(json_path: Path) -> NpTier:
+    """Load one tier from its JSON for the NumPy engine; checks the hash and every tensor."""
+    from safetensors.numpy import load as load_bytes
+
+    json_path = Path(json_path)
+    info = catalog.read(json_path)
+    doc = catalog.read_doc(json_path)
+    weights = json_path.with_suffix(".safetensors")
+    try:
+        raw = weights.read_bytes()
+    except OSError as e:
+        raise TierError(f"missing weights for tier {info.name!r}: {e}") from None
+    if hashlib.sha256(raw).hexdigest() != info.weights_sha256:
+        raise TierError(f"weights of tier {info.name!r} do not match their hash ({weights})")
+    try:
+        if doc["format"] == LEGACY_FORMAT:
+            config = CascadeConfig(nwc=NWCConfig.from_dict(doc["config"]))
+            tables = [CodeTables(doc["tables"])]
+            lsf = None
+        else:
+            config = CascadeConfig.from_dict(doc["cascade"])
+            tables = [CodeTables(t) for t in doc["tables"]]
+            lsf = None if doc.get("lsf_tables") is None else CodeTables(doc["lsf_tables"])
+        if len(tables) != config.stages:
+            raise ValueError(f"{config.stages} stages but {len(tables)} code tables")
+        if config.lpc != (lsf is not None):
+            raise ValueError("LSF code tables are needed exactly when the tier has LPC")
+        state = {k: np.asarray(v, np.float32) for k, v in load_bytes(raw).items()}
+        model = NpCascade(config, state)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise TierError(f"tier {info.name!r} is damaged: {e}") from None
+    return NpTier(info.name, info.sample_rate, info.framing, config, model, tables, lsf,
+                  info.hash, info.weights_sha256, dict(info.meta))
+
+
+_CACHE: dict[str, NpTier] = {}
+
+
+def load_numpy(name: str) -> NpTier:
+    """Load an installed tier by name for the NumPy engine (cached per process)."""
+    if name not in _CACHE:
+        _CACHE[name] = load_path(catalog.find(name))
+    return _CACHE[name]
+
+
+def uses_torch(device: str) -> bool:
+    """Whether ``device`` (auto, cpu, torch, cuda[:N]) runs the torch engine.
+
+    ``auto`` is the NumPy engine on the CPU: deciding whether a GPU exists would import torch
+    (seconds), more than these small networks take to code minutes of audio on one core.
+    """
+    d = device.strip().lower()
+    return d not in ("auto", "cpu", "numpy")
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def load(name: str, device: str = "auto"):
+    """The tier ``name`` on the engine ``device`` selects (``uses_torch``)."""
+    if not uses_torch(device):
+        return load_numpy(name)
+    if not torch_available():
+        raise TierError(f"--device {device} needs torch, which is not installed; "
+                        f"{TORCH_HINT} (or use --device cpu)")
+    from . import tier as tiers
+
+    return tiers.load(name)
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse instead of handing it back after every packet.
+
+    Each packet allocates and frees a few MB of activations; by default glibc serves blocks
+    over 128 KiB with fresh ``mmap`` pages and trims the heap on ``free``, so every packet
+    page-faults them back in (measured ~1 ms a packet with torch). Blocks under 32 MiB now
+    come from the heap and up to 256 MiB of free heap stays mapped. A process-wide setting,
+    made by the CLI; without glibc it does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
