@@ -29,6 +29,7 @@ from .batch import batch_options, batched
 
 if TYPE_CHECKING:  # torch-free start: the codec is imported where it is used
     from ..codec.catalog import TierInfo
+    from ..codec.engine import NpTier
     from ..codec.tier import Tier
 
 DEFAULT_TIER = "speech-16k"
@@ -163,20 +164,51 @@ def _packet_frames(t: TierInfo, packet_frames: int | None, max_delay: float | No
     return fits[-1]
 
 
-def _load_tier(t: TierInfo, threads: int) -> Tier:
-    """Import torch and build the tier ``t`` describes: the slow part of starting up."""
+def _load_tier(name: str, threads: int) -> Tier | NpTier:
+    """Build tier ``name`` for the engine ``--device`` chose: NumPy on the CPU (milliseconds),
+    torch on a GPU (imports torch: seconds)."""
+    from ..codec import engine
+    from .batch import model_device, torch_engine
+
+    model_device()
+    if not torch_engine():
+        engine.blas_threads(threads)
+        return engine.load_numpy(name)
     import torch
 
     from ..codec import tier as tiers
-    from .batch import model_device
 
-    model_device()
     torch.set_num_threads(threads)
-    loaded = tiers.load(t.name)
+    return tiers.load(name)
+
+
+def _load_checked(t: TierInfo, threads: int) -> Tier | NpTier:
+    """The tier ``t`` describes, refusing one whose hash differs from its JSON's."""
+    loaded = _load_tier(t.name, threads)
     if loaded.hash != t.hash:  # what the header said must be what codes the stream
         raise Fatal(f"tier {t.name!r} changed while loading (hash {loaded.hash}, "
                     f"its JSON said {t.hash})")
     return loaded
+
+
+_started: float | None = None  # CLOCK_BOOTTIME of this file's start (batch jobs); None: process
+
+
+def _process_start() -> float:
+    """When this process started (CLOCK_BOOTTIME seconds), from /proc; now where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def command_seconds() -> float:
+    """Wall time of the whole command so far, interpreter start-up and imports included (the
+    summary's "x real time"; a batch counts each file from its own start)."""
+    start = _started if _started is not None else _process_start()
+    return max(time.clock_gettime(time.CLOCK_BOOTTIME) - start, 1e-3)
 
 
 class _Progress:
@@ -274,10 +306,9 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
         w = fmt.ContainerWriter(f, header)
         from ..codec.api import StreamEncoder
 
-        enc = StreamEncoder(_load_tier(t, threads), src.rate, src.channels, layers,
+        enc = StreamEncoder(_load_checked(t, threads), src.rate, src.channels, layers,
                             stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
         enc.warm_up()  # before the audio: a live stream's first packet is not held up
-        start = time.perf_counter()
         prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
         for block in src.blocks:
             for p in enc.push(block):
@@ -291,7 +322,7 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
         nbytes = w.bytes_written
     prog.close()
     secs = enc.input_samples / src.rate
-    wall = time.perf_counter() - start
+    wall = command_seconds()
     kbps = 8 * nbytes / secs / 1000 if secs else 0.0
     _say(quiet, f"nwc: encoded {secs:.2f} s ({src.channels} ch, {src.rate} Hz) with tier "
                 f"{t.name}: {nbytes} bytes, {kbps:.2f} kbps, "
@@ -325,14 +356,8 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
     Many files: `nwc decode a.nwc coded/ -o decoded/ --jobs 4` (folders are searched
     recursively for .nwc; outputs get the --format suffix, .wav by default).
     """
-    import torch
-
-    from ..codec import tier as tiers
     from ..codec.api import StreamDecoder
-    from .batch import model_device
 
-    model_device()
-    torch.set_num_threads(threads)
     sink = AtomicOutput(out, force)
     sink.check()
     if out_format is None:
@@ -344,11 +369,10 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
-        t = tiers.load(h.tier)
+        t = _load_tier(h.tier, threads)
         dec = StreamDecoder(t, h, rate)
         dec.warm_up()  # before the packets: a live stream's first audio is not held up
         out_rate = dec.out_rate
-        start = time.perf_counter()
         prog = _Progress(h.duration, quiet, "decode")
         with sink as f:
             writer = _PcmWriter(f, out, out_format, bits, out_rate, h.channels)
@@ -364,7 +388,7 @@ def decode(inp, out, rate, out_format, bits, threads, force, quiet, debug) -> No
         prog.close()
     st = dec.stats
     secs = writer.frames / out_rate
-    wall = time.perf_counter() - start
+    wall = command_seconds()
     if st.lost_samples:
         click.echo(f"nwc: warning: {st.lost_samples / t.sample_rate:.2f} s of audio lost to "
                    f"damage ({st.damaged} damaged stretches), filled with silence", err=True)
@@ -607,6 +631,10 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, harp, freeze, name, re
           eval_minutes, eval_clips, threads, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
     from ..codec.catalog import parse_bitrate
+    from ..codec.engine import torch_available
+
+    if not torch_available():
+        raise Fatal('nwc train needs torch, which this install lacks: pip install "nwc[train]"')
     from ..codec.train import TrainConfig
     from ..codec.train import train as run
 

@@ -3,14 +3,16 @@
 ``load(name, device)`` gives what ``api.StreamEncoder``/``StreamDecoder`` need: a tier whose
 ``model`` has ``encode_frames``/``decode_frames``. On the CPU (``auto`` or ``cpu``) that is
 ``NpTier``, read from the tier's JSON and safetensors with NumPy alone: importing torch costs
-seconds and hundreds of MB, the coding itself milliseconds. ``cuda`` (and ``torch``, the torch
-engine on the CPU, for comparisons) loads ``tier.Tier`` and so imports torch.
+seconds and hundreds of MB, the coding itself milliseconds. ``cuda`` (or ``NWC_ENGINE=torch``,
+the torch engine on the CPU, for comparisons) loads ``tier.Tier`` and so imports torch.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,14 +104,22 @@ def load_numpy(name: str) -> NpTier:
     return _CACHE[name]
 
 
+ENGINE_ENV = "NWC_ENGINE"   # "torch": the torch engine on the CPU too (comparisons, benches)
+
+
 def uses_torch(device: str) -> bool:
-    """Whether ``device`` (auto, cpu, torch, cuda[:N]) runs the torch engine.
+    """Whether ``device`` (auto, cpu, cuda, cuda:N) runs the torch engine.
 
     ``auto`` is the NumPy engine on the CPU: deciding whether a GPU exists would import torch
     (seconds), more than these small networks take to code minutes of audio on one core.
+    ``NWC_ENGINE=torch`` in the environment puts ``auto`` and ``cpu`` on torch as well.
     """
     d = device.strip().lower()
-    return d not in ("auto", "cpu", "numpy")
+    if d in ("auto", "cpu"):
+        return os.environ.get(ENGINE_ENV, "").strip().lower() == "torch"
+    if re.fullmatch(r"cuda(:\d+)?", d):
+        return True
+    raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def torch_available() -> bool:
@@ -147,3 +157,33 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     mallopt(m_mmap_threshold, 32 << 20)
     mallopt(m_trim_threshold, 256 << 20)
+
+
+_BLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                 "openblas_set_num_threads", "MKL_Set_Num_Threads")
+
+
+def blas_threads(n: int) -> bool:
+    """Limit the BLAS behind NumPy's matmuls to ``n`` threads (the engine's ``--threads``).
+
+    OpenBLAS starts one thread per core; on these small per-packet matmuls extra threads
+    mostly spin against other work. Finds the loaded BLAS through /proc/self/maps (as
+    threadpoolctl does) and calls its setter; returns False where there is none (non-Linux,
+    another BLAS), which leaves NumPy's default.
+    """
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.lower() or "mkl" in line}
+    except OSError:
+        return False
+    for path in sorted(libs):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter(int(n))
+                return True
+    return False
