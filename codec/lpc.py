@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import iir
+
 ORDER = 16
 PREEMPH = 0.68
 # AMR-WB's pre-processing high-pass (prior-art §D).
@@ -46,68 +48,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _lazy_njit(fn):
-    """``numba.njit(cache=True)`` on first call: only LPC tiers pay numba's start-up (~0.4 s),
-    the other tiers' coding never imports it."""
-    compiled = None
+# --- stateful filters: block-wise NumPy (codec/iir.py), continued across calls by their state
 
-    def call(*args):
-        nonlocal compiled
-        if compiled is None:
-            import numba
-            compiled = numba.njit(cache=True)(fn)
-        return compiled(*args)
-
-    call.__doc__ = fn.__doc__
-    call.__wrapped__ = fn
-    return call
-
-
-# --- stateful filters (numba: sequential loops, identical for any chunking) -----------------
-
-@_lazy_njit
-def _highpass_preemph(x: np.ndarray, b: np.ndarray, a: np.ndarray, state: np.ndarray,
-                      coef: float) -> np.ndarray:
-    """Biquad high-pass then ``1 − coef·z⁻¹``; ``state`` = (z0, z1, previous high-passed)."""
-    y = np.empty(x.shape[0], dtype=np.float64)
-    z0, z1, prev = state[0], state[1], state[2]
-    for n in range(x.shape[0]):
-        xn = x[n]
-        h = b[0] * xn + z0
-        z0 = b[1] * xn - a[1] * h + z1
-        z1 = b[2] * xn - a[2] * h
-        y[n] = h - coef * prev
-        prev = h
-    state[0], state[1], state[2] = z0, z1, prev
-    return y
-
-
-@_lazy_njit
-def _synthesize(r: np.ndarray, sets: np.ndarray, idx: np.ndarray, mem: np.ndarray,
-                coef: float, de_state: np.ndarray) -> np.ndarray:
-    """1/Â(z) with the coefficient set ``sets[idx[n]]`` per sample, then de-emphasis.
-
-    ``mem`` holds the last ``ORDER`` synthesis outputs (oldest first), ``de_state[0]`` the
-    last de-emphasised sample; both are updated in place.
-    """
-    p = mem.shape[0]
-    buf = np.empty(p + r.shape[0], dtype=np.float64)
-    buf[:p] = mem
-    out = np.empty(r.shape[0], dtype=np.float64)
-    d = de_state[0]
-    for n in range(r.shape[0]):
-        a = sets[idx[n]]
-        s = r[n]
-        for k in range(1, p + 1):
-            s -= a[k] * buf[p + n - k]
-        # Valid streams stay far below this; it keeps any forged stream's output finite.
-        s = min(max(s, -1e4), 1e4)
-        buf[p + n] = s
-        d = s + coef * d
-        out[n] = d
-    mem[:] = buf[r.shape[0]:]
-    de_state[0] = d
-    return out
+_highpass_preemph = iir.highpass_preemph
+_synthesize = iir.synthesize
 
 
 class PreFilter:
