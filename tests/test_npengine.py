@@ -257,3 +257,28 @@ def test_cpu_commands_never_import_torch(tmp_path: Path, weights_dir: Path) -> N
     assert "TORCH: []" in r.stdout, r.stdout
     for f in ("a.nwc", "a.wav", "b.wav", "t.nwc", "l.wav"):
         assert (tmp_path / f).stat().st_size > 100
+
+
+def test_speed_bench_startup_table(weights_dir: Path, tmp_path: Path) -> None:
+    """bench/speed.py --startup: whole commands on one core, the NumPy engine's row."""
+    import shutil
+
+    from conftest import write_wav
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(2):
+        write_wav(corpus / f"c{i}.wav", seconds=1.5, seed=i)
+    opus = bool(shutil.which("opusenc") and shutil.which("opusdec"))
+    args = [sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "speed.py"),
+            "--startup", "--startup-lengths", "1,2", "--reps", "1", "--engines", "numpy",
+            "--tiers", "tiny", "--corpus", str(corpus), "--anchors", "opus" if opus else "none",
+            "--anchor-kbps", "16"]
+    r = subprocess.run(args, capture_output=True, text=True, env=nwc_env(weights_dir),
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "| system | engine | encode 1 s clip (s) | decode 1 s clip (s) |" in r.stdout
+    assert "| nwc tiny | numpy |" in r.stdout and "`nwc --version`:" in r.stdout
+    assert "tiny: meets the targets" in r.stdout or "tiny: MISSES the targets" in r.stdout
+    if opus:
+        assert "| Opus VBR 16k | – |" in r.stdout
