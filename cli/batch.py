@@ -129,7 +129,7 @@ def use_device(name: str) -> None:
         return
     if not engine.torch_available():
         raise Fatal(f"--device {name} needs torch, which is not installed: "
-                    f"{engine.TORCH_HINT}; or use --device cpu")
+                    f"{engine.TORCH_HINT}, or use --device cpu")
     from ..codec import infer
 
     try:
@@ -198,8 +198,8 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
     runnable = [j for j in todo if not j.error]
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(runnable) > 1:
-        # spawn: workers start clean (no inherited torch threads or CUDA state); each loads
-        # torch and the tier once and then codes its share of the files.
+        # spawn: workers start clean (no inherited BLAS/torch threads or CUDA state); each
+        # loads the tier once (and torch, for cuda) and then codes its share of the files.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(runnable)), mp_context=ctx) as pool:
             futures = [(j, pool.submit(_job, kind, j.inp, j.out, device, kw)) for j in runnable]

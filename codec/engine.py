@@ -25,7 +25,7 @@ from .entropy import CodeTables
 from .framing import Framing
 from .npengine import NpCascade
 
-TORCH_HINT = 'the torch engine needs torch: pip install "nwc[train]"'
+TORCH_HINT = 'pip install "nwc[train]"'
 
 
 @dataclass
@@ -133,8 +133,8 @@ def load(name: str, device: str = "auto"):
     if not uses_torch(device):
         return load_numpy(name)
     if not torch_available():
-        raise TierError(f"--device {device} needs torch, which is not installed; "
-                        f"{TORCH_HINT} (or use --device cpu)")
+        raise TierError(f"--device {device} needs torch, which is not installed: "
+                        f"{TORCH_HINT}, or use --device cpu")
     from . import tier as tiers
 
     return tiers.load(name)
