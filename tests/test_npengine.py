@@ -181,14 +181,21 @@ def test_shipped_tiers_agree_across_engines(name: str) -> None:
     tt, nt = tiers.load(name), engine.load_numpy(name)
     assert nt.hash == tt.hash and nt.layers == tt.layers
     rate = tt.sample_rate
+    x = speech_like(1.0, rate=rate, seed=2)[:, 0]
+    frames = np.stack([x[i * 480:i * 480 + 512] for i in range(32)]) / np.sqrt(np.mean(x * x))
+    sym_t = tt.model.encode_frames(frames, tt.layers)
+    sym_n = nt.model.encode_frames(frames, nt.layers)
+    with torch.inference_mode():
+        lat = tt.model.stages[0].encode(torch.from_numpy(frames.astype(np.float32))).numpy()
+    # The base layer differs only where a latent sits within rounding of a boundary; upper
+    # layers also where a lower one's decoded frames moved by float noise: rare either way.
+    differ = sym_t[0] != sym_n[0]
+    assert not (differ & ~_near_boundary(lat, tt.model.stages[0].quantizer)).any()
+    for a, b in zip(sym_t, sym_n, strict=True):
+        assert np.mean(a != b) <= 1e-3
     pcm = speech_like(0.8, rate=rate, channels=2 if rate > 16000 else 1, seed=2)
-    s_np = _stream(nt, pcm)
-    s_torch = _stream(tt, pcm)
-    # Symbols: compare the packets' range-coded layers, which hold nothing else.
-    differ = sum(a != b for a, b in zip(s_np, s_torch, strict=False)) + abs(
-        len(s_np) - len(s_torch))
-    assert differ <= 0.02 * len(s_np), f"{differ} of {len(s_np)} stream bytes differ"
-    for s in (s_np, s_torch):
+    s_np, s_torch = _stream(nt, pcm), _stream(tt, pcm)
+    for s in (s_np, s_torch):  # either engine's stream decodes with either
         np.testing.assert_allclose(_decode(nt, s), _decode(tt, s), atol=1e-4, rtol=0)
     if nt.layers > 1:
         assert _truncate(s_np, nt.layers - 1) == _stream(nt, pcm, layers=nt.layers - 1)
