@@ -10,12 +10,10 @@ single-file code, so a failed or interrupted file leaves nothing half-written.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +196,9 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
     runnable = [j for j in todo if not j.error]
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(runnable) > 1:
+        import multiprocessing  # here, not at start-up: single-file commands never need it
+        from concurrent.futures import ProcessPoolExecutor
+
         # spawn: workers start clean (no inherited BLAS/torch threads or CUDA state); each
         # loads the tier once (and torch, for cuda) and then codes its share of the files.
         ctx = multiprocessing.get_context("spawn")
