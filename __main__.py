@@ -1,5 +1,5 @@
 """`python -m nwc` runs the command line."""
 
-from nwc.cli.main import main
+from nwc.cli.entry import main
 
 main()

@@ -1170,6 +1170,102 @@ def memory_table(args, nwc, env, tiers, files, notes, work: Path) -> str:
                      "wall s", "chain ×RT"], rows)
 
 
+# --------------------------------------------------------------------------------------
+# Start-up: the whole command, one core, NumPy engine against torch, beside Opus and AMR-WB
+
+# The issue-18 targets for the NumPy engine (processes on one core, start-up included).
+TARGETS = {"short_s": 0.5, "dec_rt": 100.0, "enc_rt": 50.0, "version_s": 0.15, "rss_mb": 100.0}
+
+
+def engine_env(env: dict, engine: str) -> dict:
+    """``nwc`` on the NumPy engine (the CPU default) or on torch (``NWC_ENGINE=torch``)."""
+    e = {k: v for k, v in env.items() if k != "NWC_ENGINE"}
+    if engine == "torch":
+        e["NWC_ENGINE"] = "torch"
+    return e
+
+
+def one_core() -> int:
+    """Pin this process, and so every child it starts, to one CPU; returns that CPU."""
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def startup_tables(args: argparse.Namespace, nwc: list[str], env: dict, tiers: list[dict],
+                   files: list[Path], work: Path, notes: list[str]) -> str:
+    """Whole commands on a short and a long clip: seconds, x real time, peak RSS."""
+    cpu = one_core()
+    short, long = args.startup_lengths
+    clips = {}
+    for s in (short, long):
+        x = speech(files, s)
+        wav = work / f"speech-{s:g}s.wav"
+        sf.write(str(wav), pcm16(x), SR, subtype="PCM_16")
+        clips[s] = (wav, pcm16(x))
+    version = min((checked(run_proc([*nwc, "--version"], env=env), "nwc --version")
+                   for _ in range(args.reps)), key=lambda p: p.wall_s)
+    rows, checks = [], []
+    for t in tiers:
+        name = t["name"]
+        for engine in args.engines:
+            e = engine_env(env, engine)
+            log(f"[start-up] {name} on {engine}")
+            for s in (short, long):
+                (work / f"{engine}-{s:g}").mkdir(exist_ok=True)
+            res = {s: nwc_cli(nwc, name, clips[s][0], work / f"{engine}-{s:g}", 1, args.reps, e)
+                   for s in (short, long)}
+            r_s, r_l = res[short], res[long]
+            rss = max(r_l["enc"].rss_mb, r_l["dec"].rss_mb, r_s["enc"].rss_mb,
+                      r_s["dec"].rss_mb)
+            enc_rt, dec_rt = long / r_l["enc"].wall_s, long / r_l["dec"].wall_s
+            rows.append([f"nwc {name}", engine, fx(r_s["enc"].wall_s, ".2f"),
+                         fx(r_s["dec"].wall_s, ".2f"), fx(enc_rt), fx(dec_rt),
+                         fx(r_l["enc"].rss_mb), fx(r_l["dec"].rss_mb),
+                         fx(8 * r_l["bytes"] / long / 1000, ".2f")])
+            if engine == "numpy":
+                ok = (r_s["enc"].wall_s <= TARGETS["short_s"]
+                      and r_s["dec"].wall_s <= TARGETS["short_s"]
+                      and enc_rt >= TARGETS["enc_rt"] and dec_rt >= TARGETS["dec_rt"]
+                      and rss <= TARGETS["rss_mb"])
+                checks.append(f"{name}: {'meets' if ok else 'MISSES'} the targets")
+    for anchor in [a for a in ("opus", "amrwb") if a in args.anchors]:
+        why = quality.anchor_unavailable(anchor)
+        if why:
+            notes.append(why)
+            continue
+        systems = [quality.opus_system(int(k)) for k in args.anchor_kbps] if anchor == "opus" \
+            else pick_rungs(quality.anchor_systems(anchor), args.anchor_kbps)
+        for i, system in enumerate(systems):
+            log(f"[start-up] {system.label}")
+            res = {s: anchor_run(system, clips[s][0], clips[s][1],
+                                 work / f"{anchor}{i}-{s:g}", args.reps) for s in (short, long)}
+            r_s, r_l = res[short], res[long]
+            rows.append([system.label, "–", fx(r_s["enc"].wall_s, ".2f"),
+                         fx(r_s["dec"].wall_s, ".2f"), fx(long / r_l["enc"].wall_s),
+                         fx(long / r_l["dec"].wall_s), fx(r_l["enc"].rss_mb),
+                         fx(r_l["dec"].rss_mb), fx(8 * r_l["bytes"] / long / 1000, ".2f")])
+    table = markdown(["system", "engine", f"encode {short:g} s clip (s)",
+                      f"decode {short:g} s clip (s)", f"encode {long:g} s ×RT",
+                      f"decode {long:g} s ×RT", "encode peak RSS MB", "decode peak RSS MB",
+                      "real kbps"], rows)
+    notes.append(f"`nwc --version`: {version.wall_s:.3f} s, peak RSS {version.rss_mb:.0f} MB "
+                 f"(target ≤ {TARGETS['version_s']} s).")
+    notes.append(f"Start-up table: every process pinned to CPU {cpu} (one core), whole "
+                 "commands (`nwc encode IN OUT --tier T`, `nwc decode IN OUT`; Opus: opusenc / "
+                 "opusdec; AMR-WB: bench/amrwb.py's encoder and decoder processes), interpreter "
+                 f"start, imports and tier loading included; best of {args.reps}; speech from "
+                 f"`{args.corpus}` as 16 kHz 16-bit WAV. ×RT = audio seconds per wall second. "
+                 "engine numpy: the CPU default (`codec/npengine.py`, no torch import); torch: "
+                 "the same commands with NWC_ENGINE=torch. Peak RSS: `/usr/bin/time -f %M`, "
+                 f"the larger of the {short:g} s and {long:g} s runs for the targets.")
+    notes.append(f"Targets (NumPy engine): {short:g} s clip encoded or decoded in ≤ "
+                 f"{TARGETS['short_s']} s; {long:g} s at ≥ {TARGETS['dec_rt']:g}× decode and ≥ "
+                 f"{TARGETS['enc_rt']:g}× encode; peak RSS ≤ {TARGETS['rss_mb']:g} MB: "
+                 + "; ".join(checks) + ".")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Speed, memory and latency of nwc tiers and Opus.")
     p.add_argument("--tiers", default="", help="comma-separated tier names (default: all)")
@@ -1203,7 +1299,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="smoke run: 3 s of audio, 1 thread, 1 repetition, no live latency")
     p.add_argument("--nwc", help="command that runs nwc (default: this Python's `-m nwc`)")
     p.add_argument("--out-md", type=Path, help="also write the tables and notes here")
+    p.add_argument("--startup", action="store_true",
+                   help="only the start-up table: whole commands on one core, NumPy engine "
+                        "against torch, with Opus and AMR-WB (--startup-lengths)")
+    p.add_argument("--startup-lengths", default="5,60",
+                   help="short and long clip for --startup, seconds (default 5,60)")
+    p.add_argument("--engines", default="numpy,torch",
+                   help="engines for --startup: numpy, torch or both (default both)")
     args = p.parse_args(argv)
+    args.startup_lengths = [float(v) for v in args.startup_lengths.split(",")][:2]
+    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
 
     keep_heap()
     args.lengths = [3.0] if args.quick else [float(v) for v in args.lengths.split(",")]
@@ -1228,6 +1333,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nwc-speed-") as tmp:
         if args.memory_hours:
             body = memory_table(args, nwc, env, tiers, files, notes, Path(tmp))
+        elif args.startup:
+            body = startup_tables(args, nwc, env, tiers, files, Path(tmp), notes)
         else:
             body = speed_tables(args, nwc, env, tiers, files, Path(tmp), notes)
             if not args.no_latency:

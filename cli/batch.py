@@ -10,11 +10,9 @@ single-file code, so a failed or interrupted file leaves nothing half-written.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +42,9 @@ def batch_options(fn: Callable) -> Callable:
     """The ``-o/--out-dir``, ``-j/--jobs`` and ``--device`` options of encode and decode."""
     fn = click.option(
         "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
-        help="Where the model runs (auto: CUDA if available). Range coding, gains and "
-             "framing always run on the CPU from integer tables.")(fn)
+        help="Where the model runs: auto and cpu run the NumPy engine on the CPU, cuda[:N] "
+             "runs torch on that GPU. Range coding, gains and framing always run on the CPU "
+             "from integer tables.")(fn)
     fn = click.option(
         "-j", "--jobs", type=click.IntRange(0, 1024), default=1, show_default=True,
         help="Files coded in parallel with -o (processes; 0 = one per CPU).")(fn)
@@ -78,8 +77,8 @@ def batched(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
                 if len(inp) != 1:
                     raise click.UsageError("give IN OUT, or several inputs with -o DIR")
                 if device in ("auto", "cpu"):
-                    # These cannot fail, so they wait for model_device(): torch (~1 s) loads
-                    # after the command's first output (`nwc encode - -` writes its header).
+                    # These cannot fail, so they wait for model_device(), which the command
+                    # calls right before it loads its model.
                     _deferred_device = device
                 else:
                     use_device(device)
@@ -105,16 +104,40 @@ def model_device() -> None:
         use_device(name)
 
 
+_torch_engine = False  # whether use_device() chose torch (cuda) over the NumPy engine
+
+
 def use_device(name: str) -> None:
-    """Run the model on ``name`` in this process; a missing GPU is a one-line error."""
-    from ..codec import infer
+    """Run the model on ``name`` in this process; a missing GPU is a one-line error.
+
+    ``auto`` and ``cpu`` run the NumPy engine (no torch import, ``codec/engine.py``);
+    ``cuda[:N]`` runs torch there.
+    """
+    from ..codec import engine
     from .main import Fatal
 
-    infer.keep_freed_memory()  # no page-fault churn per packet (see there)
+    global _torch_engine
+    engine.keep_freed_memory()  # no page-fault churn per packet (see there)
+    try:
+        _torch_engine = engine.uses_torch(name)
+    except ValueError as e:
+        raise Fatal(str(e)) from None
+    if not _torch_engine:
+        return
+    if not engine.torch_available():
+        raise Fatal(f"--device {name} needs torch, which is not installed: "
+                    f"{engine.TORCH_HINT}, or use --device cpu")
+    from ..codec import infer
+
     try:
         infer.use_device(infer.pick_device(name))
     except infer.DeviceError as e:
         raise Fatal(str(e)) from None
+
+
+def torch_engine() -> bool:
+    """Whether this process codes with torch (after ``model_device``)."""
+    return _torch_engine
 
 
 def find_inputs(paths: list[str], kind: str, out_dir: Path, suffix: str) -> list[Job]:
@@ -180,8 +203,11 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
                         f"a few seconds to start; each is worth it for {AUDIO_PER_WORKER} s)")
             workers = fit
     if workers > 1 and len(runnable) > 1:
-        # spawn: workers start clean (no inherited torch threads or CUDA state); each loads
-        # torch and the tier once and then codes its share of the files.
+        import multiprocessing  # here, not at start-up: single-file commands never need it
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: workers start clean (no inherited BLAS/torch threads or CUDA state); each
+        # loads the tier once (and torch, for cuda) and then codes its share of the files.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(runnable)), mp_context=ctx) as pool:
             futures = [(j, pool.submit(_job, kind, j.inp, j.out, device, kw)) for j in runnable]

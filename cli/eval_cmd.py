@@ -54,13 +54,13 @@ def is_nwc(path: str) -> bool:
 
 def decode_nwc(path: str) -> Loaded:
     """Decode an .nwc file in-process at its original rate; real kbps = file bytes x 8 / s."""
-    from ..codec import tier as tiers
+    from ..codec import engine
     from ..codec.api import StreamDecoder
 
     with open(path, "rb") as f:
         reader = fmt.ContainerReader(f)
         h = reader.header
-        t = tiers.load(h.tier)
+        t = engine.load_numpy(h.tier)  # the NumPy engine: no torch
         dec = StreamDecoder(t, h)
         parts = [dec.push(item) for item in reader]
         parts.append(dec.finish())
@@ -221,9 +221,9 @@ def eval_command(reference, degraded, as_json, plot, mode, force, debug) -> None
         sink = AtomicOutput(plot, force)
         sink.check()
     if is_nwc(degraded):
-        import torch
+        from ..codec.engine import blas_threads
 
-        torch.set_num_threads(1)  # the CLI's default elsewhere (--threads 1)
+        blas_threads(1)  # the CLI's default elsewhere (--threads 1)
     rep, al = compare(load(reference), load(degraded), mode)
     if sink is not None:
         write_plot(sink, al, rep["rate"], rep)

@@ -33,6 +33,7 @@ from .target import STDOUT_ALIASES, OutputError
 
 if TYPE_CHECKING:  # torch-free start: the codec is imported where it is used
     from ..codec.choose import Rung
+    from ..codec.engine import NpTier
     from ..codec.tier import Tier
     from ..codec.tierfile import TierFile
 
@@ -202,16 +203,27 @@ def _packet_frames(t: TierFile, packet_frames: int | None, max_delay: float | No
     return fits[-1]
 
 
-def _load_tier(t: TierFile, threads: int) -> Tier:
-    """Import torch and build the tier ``t`` describes: the slow part of starting up."""
+def _load_tier(name: str, threads: int) -> Tier | NpTier:
+    """Build tier ``name`` for the engine ``--device`` chose: NumPy on the CPU (milliseconds),
+    torch on a GPU (imports torch: seconds)."""
+    from ..codec import engine
+    from .batch import model_device, torch_engine
+
+    model_device()
+    if not torch_engine():
+        engine.blas_threads(threads)
+        return engine.load_numpy(name)
     import torch
 
     from ..codec import tier as tiers
-    from .batch import model_device
 
-    model_device()
     torch.set_num_threads(threads)
-    loaded = tiers.load(t.name)
+    return tiers.load(name)
+
+
+def _load_checked(t: TierFile, threads: int) -> Tier | NpTier:
+    """The tier ``t`` describes, refusing one whose hash differs from its JSON's."""
+    loaded = _load_tier(t.name, threads)
     if loaded.hash != t.hash:  # what the header said must be what codes the stream
         raise Fatal(f"tier {t.name!r} changed while loading (hash {loaded.hash}, "
                     f"its JSON said {t.hash})")
@@ -337,7 +349,7 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
         w = fmt.ContainerWriter(f, header)
         from ..codec.api import StreamEncoder
 
-        enc = StreamEncoder(_load_tier(t, threads), src.rate, src.channels, layers,
+        enc = StreamEncoder(_load_checked(t, threads), src.rate, src.channels, layers,
                             stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
         enc.warm_up()  # before the audio: a live stream's first packet is not held up
         prog = _Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
@@ -416,19 +428,13 @@ def decode(inp, out, rate, out_format, bits, pad, threads, conceal, strict, allo
     out_format = format_for(out, out_format, sink.streaming)
     check_format(out_format, bits, sink.streaming)
 
-    import torch
-
-    from ..codec import tier as tiers
     from ..codec.api import StreamDecoder
-    from .batch import model_device
 
-    model_device()
-    torch.set_num_threads(threads)
     src = std_binary("stdin") if inp == "-" else open(inp, "rb")  # noqa: SIM115
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
-        t = tiers.load(h.tier)
+        t = _load_tier(h.tier, threads)
         dec = StreamDecoder(t, h, rate, pad_truncated=pad, allow_long_gaps=allow_long_gaps,
                             conceal=conceal)
         dec.warm_up()  # before the packets: a live stream's first audio is not held up
@@ -790,6 +796,10 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
           ramp_steps, ramp_start, eval_minutes, eval_clips, checkpoint_minutes, threads, run_dir,
           seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
+    from ..codec.engine import torch_available
+
+    if not torch_available():
+        raise Fatal('nwc train needs torch, which this install lacks: pip install "nwc[train]"')
     from ..train.config import ConfigError, TrainConfig, model_options
     from ..train.trainer import train as run
     from .batch import AUDIO_SUFFIXES

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soxr
@@ -22,7 +23,10 @@ from .catalog import header_for, packet_framing  # noqa: F401 - header_for: re-e
 from .conceal import CONCEAL_CHOICES, Concealer
 from .framing import MAX_PACKET_FRAMES, Framing, OverlapAdd, split_frames
 from .gain import GAIN_BITS, gain_code, gain_value
-from .tier import Tier, TierError
+from .tierfile import TierError
+
+if TYPE_CHECKING:  # torch-free: either engine's tier (tier.Tier, engine.NpTier) codes
+    from .tier import Tier
 
 _IDENTITY = np.eye(1, lpc.ORDER + 1)[0]   # A(z) = 1: before any decoded filter
 
@@ -234,6 +238,8 @@ class StreamEncoder:
         self._rs = None if input_rate == tier.sample_rate else soxr.ResampleStream(
             input_rate, tier.sample_rate, channels, dtype="float32", quality="VHQ")
         self._buf = np.zeros((channels, 0), dtype=np.float32)
+        self._raw = np.zeros((channels, 0), dtype=np.float32)  # LPC input not yet pre-filtered
+        self._filtered = 0        # LPC input samples pre-filtered so far
         self._seq = 0
         self.input_samples = 0    # at input_rate
         self.coded_samples = 0    # at the tier rate
@@ -257,17 +263,35 @@ class StreamEncoder:
         if self._rs is not None:
             pcm = self._rs.resample_chunk(pcm, last=last)
         self.coded_samples += pcm.shape[0]
-        chunk = pcm.T
-        if self._lpc is not None:  # pre-filter as samples arrive: chunking cannot change it
-            chunk = np.stack([st.pre(ch) for st, ch in zip(self._lpc, chunk, strict=True)]
-                             ).astype(np.float32)
-        self._buf = np.concatenate([self._buf, chunk], axis=1)
+        if self._lpc is None:
+            self._buf = np.concatenate([self._buf, pcm.T], axis=1)
+        else:
+            self._raw = np.concatenate([self._raw, pcm.T], axis=1)
+            self._prefilter(final=False)
         return self._drain(final=False)
+
+    def _prefilter(self, final: bool) -> None:
+        """Pre-filter the LPC input in blocks that end where packets' spans end (and, with
+        ``final``, the rest): the block-wise filter's rounding depends on where its blocks
+        start (``codec/iir.py``), and this way never on how the input was chunked. A packet
+        still goes out as soon as its last sample is in."""
+        assert self._lpc is not None
+        f = self.framing
+        while self._raw.shape[1]:
+            size = f.packet_hop + (f.overlap if self._filtered == 0 else 0)
+            if self._raw.shape[1] < size and not final:
+                break
+            block, self._raw = self._raw[:, :size], self._raw[:, size:]
+            self._filtered += block.shape[1]
+            y = np.stack([st.pre(ch) for st, ch in zip(self._lpc, block, strict=True)])
+            self._buf = np.concatenate([self._buf, y.astype(np.float32)], axis=1)
 
     def finish(self) -> list[Packet]:
         """Flush the resampler and the last partial packet."""
         out = self._feed(np.zeros((0, self.channels), np.float32), last=True) \
             if self._rs is not None else []
+        if self._lpc is not None:
+            self._prefilter(final=True)
         return out + self._drain(final=True)
 
     def _drain(self, final: bool) -> list[Packet]:

@@ -13,7 +13,6 @@ This module works on frames and symbols only; framing, gains and the range coder
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -21,28 +20,9 @@ import torch
 from torch import nn
 
 from . import infer
-from .lpc import LSFQuantizer
-from .model import NWC, NWCConfig
-
-
-@dataclass
-class CascadeConfig:
-    """Stages, LPC front end and the shared NWC architecture (stored in the tier JSON)."""
-
-    nwc: NWCConfig = field(default_factory=NWCConfig)
-    stages: int = 1
-    lpc: bool = False
-    res_scale: float = 4.0
-    lsf_levels: int = 127
-
-    def to_dict(self) -> dict:
-        return {"nwc": self.nwc.to_dict(), "stages": self.stages, "lpc": self.lpc,
-                "res_scale": self.res_scale, "lsf_levels": self.lsf_levels}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CascadeConfig:
-        d = dict(d)
-        return cls(nwc=NWCConfig.from_dict(d.pop("nwc")), **d)
+from .config import CascadeConfig  # noqa: F401 - re-exported (torch-free)
+from .lpc_torch import LSFQuantizer
+from .model import NWC
 
 
 class StageOutput(NamedTuple):

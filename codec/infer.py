@@ -25,7 +25,6 @@ quantized on the CPU from the returned latents.
 
 from __future__ import annotations
 
-import ctypes
 import weakref
 from collections.abc import Callable
 
@@ -229,20 +228,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def keep_freed_memory() -> None:
-    """Make glibc keep freed memory for reuse instead of handing it back after every packet.
+    """glibc keeps freed memory for reuse (``engine.keep_freed_memory``, shared by both
+    engines): no page-fault churn per packet."""
+    from .engine import keep_freed_memory as keep
 
-    Each packet allocates and frees a few MB of activations. By default glibc serves blocks
-    over 128 KiB with fresh ``mmap`` pages and trims the heap top on ``free``, so every packet
-    page-faults ~2.5 MB back in (~640 faults, ~1 ms of kernel time per packet: measured 85x
-    real time instead of 125x for encoding). Blocks under 32 MiB now come from the heap and
-    up to 256 MiB of free heap stays mapped; peak RSS grows by about one packet's
-    activations. A process-wide setting, made by the CLI; without glibc it does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    mallopt(m_mmap_threshold, 32 << 20)
-    mallopt(m_trim_threshold, 256 << 20)
+    keep()

@@ -21,14 +21,9 @@ minimum gap apart, which guarantees a stable synthesis filter for any symbols.
 
 from __future__ import annotations
 
-import math
-
-import numba
 import numpy as np
-import torch
-from torch import nn
 
-from .quantize import NoiseQuantizer
+from . import iir
 
 ORDER = 16
 PREEMPH = 0.68
@@ -40,51 +35,23 @@ LAG_HZ = 60.0         # Gaussian lag window: widens formant bandwidths, conditio
 WHITE_NOISE = 1.0001  # r(0) correction, -40 dB noise floor
 
 
-# --- stateful filters (numba: sequential loops, identical for any chunking) -----------------
-
-@numba.njit(cache=True)
-def _highpass_preemph(x: np.ndarray, b: np.ndarray, a: np.ndarray, state: np.ndarray,
-                      coef: float) -> np.ndarray:
-    """Biquad high-pass then ``1 − coef·z⁻¹``; ``state`` = (z0, z1, previous high-passed)."""
-    y = np.empty(x.shape[0], dtype=np.float64)
-    z0, z1, prev = state[0], state[1], state[2]
-    for n in range(x.shape[0]):
-        xn = x[n]
-        h = b[0] * xn + z0
-        z0 = b[1] * xn - a[1] * h + z1
-        z1 = b[2] * xn - a[2] * h
-        y[n] = h - coef * prev
-        prev = h
-    state[0], state[1], state[2] = z0, z1, prev
-    return y
+# Trainable and differentiable parts live in lpc_torch.py; ``lpc.NAME`` still finds them.
+_TORCH_NAMES = frozenset({"LSFQuantizer", "lsf_to_lpc_torch", "stabilize_torch",
+                          "residual_torch", "SYNTH_IR", "synthesis_responses",
+                          "synthesize_torch", "log_spectral_distortion"})
 
 
-@numba.njit(cache=True)
-def _synthesize(r: np.ndarray, sets: np.ndarray, idx: np.ndarray, mem: np.ndarray,
-                coef: float, de_state: np.ndarray) -> np.ndarray:
-    """1/Â(z) with the coefficient set ``sets[idx[n]]`` per sample, then de-emphasis.
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        from . import lpc_torch
+        return getattr(lpc_torch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    ``mem`` holds the last ``ORDER`` synthesis outputs (oldest first), ``de_state[0]`` the
-    last de-emphasised sample; both are updated in place.
-    """
-    p = mem.shape[0]
-    buf = np.empty(p + r.shape[0], dtype=np.float64)
-    buf[:p] = mem
-    out = np.empty(r.shape[0], dtype=np.float64)
-    d = de_state[0]
-    for n in range(r.shape[0]):
-        a = sets[idx[n]]
-        s = r[n]
-        for k in range(1, p + 1):
-            s -= a[k] * buf[p + n - k]
-        # Valid streams stay far below this; it keeps any forged stream's output finite.
-        s = min(max(s, -1e4), 1e4)
-        buf[p + n] = s
-        d = s + coef * d
-        out[n] = d
-    mem[:] = buf[r.shape[0]:]
-    de_state[0] = d
-    return out
+
+# --- stateful filters: block-wise NumPy (codec/iir.py), continued across calls by their state
+
+_highpass_preemph = iir.highpass_preemph
+_synthesize = iir.synthesize
 
 
 class PreFilter:
@@ -250,13 +217,6 @@ def _lsf_to_lpc(lsf: np.ndarray) -> np.ndarray:
     return _lsf_poly(lsf, np.cos, np.ones(lsf.shape[:-1] + (1,)), pad)
 
 
-def lsf_to_lpc_torch(lsf: torch.Tensor) -> torch.Tensor:
-    """Differentiable ``lsf_to_lpc`` for training."""
-    from torch.nn import functional as F
-
-    return _lsf_poly(lsf, torch.cos, lsf.new_ones(lsf.shape[:-1] + (1,)), F.pad)
-
-
 def _lsf_poly(lsf, cos, ones, pad):
     """A(z) = (P + Q)/2 from the odd (P) and even (Q) LSFs; numpy or torch via the helpers."""
     p = _poly_from_pairs(2 * cos(lsf[..., 0::2]), ones, pad)
@@ -264,18 +224,6 @@ def _lsf_poly(lsf, cos, ones, pad):
     p = pad(p, (0, 1)) + pad(p, (1, 0))   # × (1 + z⁻¹)
     q = pad(q, (0, 1)) - pad(q, (1, 0))   # × (1 − z⁻¹)
     return (0.5 * (p + q))[..., : lsf.shape[-1] + 1]
-
-
-def stabilize_torch(lsf: torch.Tensor, gap: float = LSF_GAP) -> torch.Tensor:
-    """``stabilize`` in torch (identity gradient where no constraint binds)."""
-    x = torch.sort(lsf, dim=-1).values
-    cols = [torch.clamp(x[..., 0], min=gap)]
-    for i in range(1, x.shape[-1]):
-        cols.append(torch.maximum(x[..., i], cols[-1] + gap))
-    cols[-1] = torch.clamp(cols[-1], max=math.pi - gap)
-    for i in range(x.shape[-1] - 2, -1, -1):
-        cols[i] = torch.minimum(cols[i], cols[i + 1] - gap)
-    return torch.stack(cols, dim=-1)
 
 
 def set_index(length: int, framing_hop: int, overlap: int, n_frames: int,
@@ -292,44 +240,6 @@ def residual(x_ext: np.ndarray, sets: np.ndarray, idx: np.ndarray) -> np.ndarray
     return np.einsum("nk,nk->n", win[:, ::-1], sets[idx])
 
 
-def residual_torch(x_ext: torch.Tensor, sets: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Batched differentiable ``residual``: x_ext (B, ORDER+n), sets (B, S, 17), idx (n,)."""
-    p = sets.shape[-1] - 1
-    win = x_ext.unfold(-1, p + 1, 1).flip(-1)            # (B, n, 17)
-    return (win * sets[:, idx, :]).sum(-1)
-
-
-SYNTH_IR = 512  # samples of 1/Â(z) kept by the training loss's synthesis (poles decay long before)
-
-
-def synthesis_responses(a: torch.Tensor, length: int = SYNTH_IR) -> torch.Tensor:
-    """Impulse responses (..., length) of the decoder's synthesis path 1/Â(z) then de-emphasis,
-    one per coefficient set ``a`` (..., ORDER+1); differentiable in ``a`` (and so in the LSFs).
-
-    Computed by frequency sampling at 4·length points: the stabilized filters' responses decay
-    far below the aliasing level within ``length`` samples."""
-    n_fft = 4 * length
-    den = torch.fft.rfft(a, n_fft) * torch.fft.rfft(a.new_tensor([1.0, -PREEMPH]), n_fft)
-    return torch.fft.irfft(1.0 / den, n_fft)[..., :length]
-
-
-def synthesize_torch(e: torch.Tensor, h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Differentiable time-varying synthesis from zero state, for the training loss.
-
-    ``e`` (B, n) excitation, ``h`` (B, S, L) responses of ``synthesis_responses``, ``idx`` (n,)
-    the set per sample (``set_index``). Sample t excites its own set's response; the decoder's
-    recursion instead switches the filter under a running state, so the two differ only in
-    the short transients at set switches, which is close enough for a loss and keeps the
-    graph one FFT convolution deep instead of n sequential steps."""
-    b, n = e.shape
-    s, length = h.shape[1], h.shape[2]
-    onehot = torch.nn.functional.one_hot(idx, s).to(e.dtype).T       # (S, n)
-    parts = e[:, None, :] * onehot                                    # (B, S, n)
-    n_fft = 1 << (n + length - 1).bit_length()
-    y = torch.fft.irfft(torch.fft.rfft(parts, n_fft) * torch.fft.rfft(h, n_fft), n_fft)
-    return y[..., :n].sum(1)
-
-
 def highpass(x: np.ndarray) -> np.ndarray:
     """The pre-processing high-pass alone (no pre-emphasis): the signal an LPC tier's decoder
     reproduces, rows filtered independently from zero state."""
@@ -337,56 +247,6 @@ def highpass(x: np.ndarray) -> np.ndarray:
     out = np.stack([_highpass_preemph(np.ascontiguousarray(row), HP_B, HP_A,
                                       np.zeros(3), 0.0) for row in x2])
     return out.reshape(np.shape(x))
-
-
-def log_spectral_distortion(a_ref: torch.Tensor, a_q: torch.Tensor, n_fft: int = 256
-                            ) -> torch.Tensor:
-    """Mean squared log-spectral distance (dB²) between LPC envelopes 1/A (batched)."""
-    ref = torch.fft.rfft(a_ref, n_fft).abs().clamp_min(1e-6)
-    q = torch.fft.rfft(a_q, n_fft).abs().clamp_min(1e-6)
-    return (20.0 * torch.log10(ref / q)).pow(2).mean()
-
-
-class LSFQuantizer(nn.Module):
-    """Trainable LSF quantizer: learned per-LSF step and Laplace entropy model, mean removed."""
-
-    def __init__(self, order: int = ORDER, half: int = 63, step: float = 0.02) -> None:
-        super().__init__()
-        self.order = order
-        self.register_buffer("mean", torch.linspace(1, order, order, dtype=torch.float32)
-                             * math.pi / (order + 1))
-        self.log_step = nn.Parameter(torch.full((order,), math.log(step)))
-        self.q = NoiseQuantizer(order, half)
-        self.mean: torch.Tensor  # a buffer (registered above)
-
-    @property
-    def n_symbols(self) -> int:
-        return self.q.n_symbols
-
-    def _latent(self, lsf: torch.Tensor) -> torch.Tensor:
-        return ((lsf - self.mean) / torch.exp(self.log_step))[..., None]
-
-    def forward(self, lsf: torch.Tensor, quantize: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, order) LSFs → (stabilized dequantized LSFs, bits per LSF symbol)."""
-        v, bits, _ = self.q(self._latent(lsf), quantize)
-        out = self.mean + torch.exp(self.log_step) * v[..., 0]
-        return stabilize_torch(out), bits
-
-    def hard_bits(self, lsf: torch.Tensor) -> torch.Tensor:
-        return self.q.hard_bits(self._latent(lsf))
-
-    def to_symbols(self, lsf: np.ndarray) -> np.ndarray:
-        """(N, order) LSFs → (N, order, 1) integer symbols."""
-        with torch.no_grad():
-            v = self._latent(torch.from_numpy(np.asarray(lsf, np.float32))).numpy()
-        return self.q.to_symbols(v)
-
-    def from_symbols(self, s: np.ndarray) -> np.ndarray:
-        """(N, order, 1) symbols → (N, order) stabilized LSFs (float64)."""
-        step = np.exp(self.log_step.detach().cpu().numpy().astype(np.float64))
-        mean = self.mean.cpu().numpy().astype(np.float64)
-        return stabilize(mean + step * self.q.from_symbols(s)[..., 0].astype(np.float64))
 
 
 class LPCEncoderState:

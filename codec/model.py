@@ -26,12 +26,12 @@ more symbol channels.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import NWCConfig  # noqa: F401 - re-exported: the config is torch-free
 from .quantize import Quantizer, make_quantizer
 
 Runner = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -43,33 +43,6 @@ def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _same(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-@dataclass
-class NWCConfig:
-    """Architecture and quantizer of one NWC module (stored in the tier JSON)."""
-
-    plan: str = "fast"
-    frame: int = 512
-    channels: int = 128          # wide channels of the residual stacks
-    narrow: int = 64             # channels inside a gated block
-    code_channels: int = 8
-    kernel: int = 5              # depthwise kernel of the gated blocks
-    fb_kernel: int = 32          # analysis/synthesis filterbank length (fast plan)
-    fb_stride: int = 8
-    quantizer: str = "noise"     # "noise" | "softmax"
-    levels: int = 31             # symbols per code
-    harp: int = 0                # HARP-Net skip code channels (0 = plain autoencoder)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        if not d["harp"]:  # absent in tiers from before HARP-Net: keeps their hash unchanged
-            del d["harp"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NWCConfig:
-        return cls(**d)
 
 
 class GatedBlock(nn.Module):

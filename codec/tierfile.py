@@ -100,10 +100,7 @@ class TierFile:
 
     def layer_kbps(self) -> list[float | None]:
         """Measured real bitrate of each layer prefix (1..layers) on the dev set."""
-        per = self.meta.get("dev_layers")
-        if per and len(per) == self.layers:
-            return [m.get("kbps") for m in per]
-        return [None] * (self.layers - 1) + [self.meta.get("dev", {}).get("kbps")]
+        return layer_kbps(self.meta, self.layers)
 
     def target_layer_kbps(self) -> list[float | None]:
         """Training's target rate of each layer prefix, where recorded."""
@@ -141,6 +138,15 @@ class TierFile:
                 **coding_dict(self.sample_rate, self.framing, self.cascade, self.tables,
                               self.lsf_tables),
                 "meta": self.meta}
+
+
+def layer_kbps(meta: dict, layers: int) -> list[float | None]:
+    """Measured real bitrate of each layer prefix (1..layers) on the dev set, from a tier's
+    ``meta`` (where only the full stream was measured, the others are None)."""
+    per = meta.get("dev_layers")
+    if per and len(per) == layers:
+        return [m.get("kbps") for m in per]
+    return [None] * (layers - 1) + [meta.get("dev", {}).get("kbps")]
 
 
 def is_tier(doc: object) -> bool:

@@ -18,6 +18,7 @@ from typing import Protocol
 import crc32c
 
 from .crcrange import STEP, CrcIndex
+from .version import FORMAT_MINOR, FORMAT_VERSION  # in their own file for `nwc --version`
 
 __all__ = [
     "AUDIO",
@@ -44,8 +45,6 @@ __all__ = [
 
 # 0x89 first (as in PNG): a high-bit byte catches 7-bit channels and text-mode mangling.
 MAGIC = b"\x89NWC"
-FORMAT_VERSION = 1  # major: a reader rejects any other major version
-FORMAT_MINOR = 0  # minor: only appends fields, so readers accept any minor of their major
 # 0xA5 is 10100101: not ASCII, not a common fill byte, and its bit pattern is unlike runs.
 SYNC = b"\xa5NWP"
 MAX_PACKET_BYTES = 1 << 22  # upper bound of a packet's body length field (DoS guard)

@@ -80,13 +80,16 @@ def test_lsf_quantizer_symbols_round_trip_and_gradients() -> None:
 # --------------------------------------------------------------------------- filters
 
 
-def test_prefilter_is_chunking_invariant() -> None:
+def test_prefilter_continues_across_chunks() -> None:
+    # Within float64 rounding: the block-wise filter's rounding depends on where blocks start,
+    # so the encoder pre-filters at fixed stream positions (any chunking gives the same
+    # packets: test_codec.py::test_packet_frames_streams_and_round_trips).
     x = speech_like(1.0, seed=6)[:, 0].astype(np.float64)
     whole = lpc.PreFilter()(x)
     pf = lpc.PreFilter()
     cuts = [0, 1, 17, 480, 481, 5000, x.shape[0]]
     parts = np.concatenate([pf(x[a:b]) for a, b in zip(cuts, cuts[1:], strict=False)])
-    np.testing.assert_array_equal(parts, whole)
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-13)
 
 
 def test_synthesis_inverts_analysis_across_set_switches() -> None:
