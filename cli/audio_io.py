@@ -20,15 +20,12 @@ from typing import BinaryIO, cast
 import numpy as np
 import soundfile as sf
 
+from .errors import InputError  # noqa: F401 - re-exported: callers catch it from here
 from .tags import from_soundfile, parse_riff_info, riff_info
 from .target import keep_attributes, same_file
 from .target import resolve as resolve_target
 
 BLOCK = 1 << 15  # frames per read block
-
-
-class InputError(ValueError):
-    """Input audio that cannot be read."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import BinaryIO
 
-from .audio_io import InputError
+from .errors import InputError
 
 __all__ = ["Terminated", "install_signal_handlers", "publish", "std_binary"]
 

@@ -225,11 +225,3 @@ def pick_device(name: str) -> torch.device:
         raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} "
                           "CUDA device(s) exist")
     return dev
-
-
-def keep_freed_memory() -> None:
-    """glibc keeps freed memory for reuse (``engine.keep_freed_memory``, shared by both
-    engines): no page-fault churn per packet."""
-    from .engine import keep_freed_memory as keep
-
-    keep()

@@ -35,17 +35,7 @@ LAG_HZ = 60.0         # Gaussian lag window: widens formant bandwidths, conditio
 WHITE_NOISE = 1.0001  # r(0) correction, -40 dB noise floor
 
 
-# Trainable and differentiable parts live in lpc_torch.py; ``lpc.NAME`` still finds them.
-_TORCH_NAMES = frozenset({"LSFQuantizer", "lsf_to_lpc_torch", "stabilize_torch",
-                          "residual_torch", "SYNTH_IR", "synthesis_responses",
-                          "synthesize_torch", "log_spectral_distortion"})
-
-
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        from . import lpc_torch
-        return getattr(lpc_torch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Trainable and differentiable parts live in lpc_torch.py (torch); this module is NumPy.
 
 
 # --- stateful filters: block-wise NumPy (codec/iir.py), continued across calls by their state

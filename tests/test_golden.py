@@ -20,7 +20,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import speech_like  # noqa: E402
-from nwc.codec import api  # noqa: E402
+from nwc.codec import api, engine  # noqa: E402
 from nwc.codec import tier as tiers  # noqa: E402
 from nwc.formats.container import encode_header, encode_packet  # noqa: E402
 
@@ -46,9 +46,10 @@ def _inputs(rate: int) -> dict[str, tuple[np.ndarray, int]]:
     return out
 
 
-def digests(name: str) -> dict[str, str]:
-    """sha256 of the header and packet bytes of ``name`` coding each input (all layers)."""
-    tier = tiers.load(name)
+def digests(name: str, numpy_engine: bool = False) -> dict[str, str]:
+    """sha256 of the header and packet bytes of ``name`` coding each input (all layers), with
+    the torch engine or the NumPy one (the CLI's on the CPU)."""
+    tier = engine.load_numpy(name) if numpy_engine else tiers.load(name)
     out = {}
     for key, (x, rate) in _inputs(tier.sample_rate).items():
         h = hashlib.sha256(encode_header(api.header_for(tier, rate, x.shape[1], x.shape[0])))
@@ -58,11 +59,12 @@ def digests(name: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.parametrize("numpy_engine", [False, True], ids=["torch", "numpy"])
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_tier_streams_are_byte_identical(name: str) -> None:
+def test_shipped_tier_streams_are_byte_identical(name: str, numpy_engine: bool) -> None:
     expected = json.loads(GOLDEN.read_text())
     assert name in expected, f"no golden digests for shipped tier {name}"
-    assert digests(name) == expected[name]
+    assert digests(name, numpy_engine) == expected[name]
 
 
 if __name__ == "__main__":

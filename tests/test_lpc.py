@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import LPC_TIER_NAME, speech_like
-from nwc.codec import api, lpc
+from nwc.codec import api, lpc, lpc_torch
 from nwc.codec.cascade import Cascade, CascadeConfig
 from nwc.codec.model import NWCConfig
 from nwc.formats.container import AUDIO, ContainerReader
@@ -57,15 +57,15 @@ def test_torch_and_numpy_paths_agree() -> None:
     rng = np.random.default_rng(4)
     raw = rng.uniform(0, 3.2, (50, 16))
     st_np = lpc.stabilize(raw)
-    st_t = lpc.stabilize_torch(torch.from_numpy(raw)).numpy()
+    st_t = lpc_torch.stabilize_torch(torch.from_numpy(raw)).numpy()
     np.testing.assert_allclose(st_t, st_np, atol=1e-12)
     # (the numpy path also tames implausible filters; compare the plain conversion)
-    np.testing.assert_allclose(lpc.lsf_to_lpc_torch(torch.from_numpy(st_np)).numpy(),
+    np.testing.assert_allclose(lpc_torch.lsf_to_lpc_torch(torch.from_numpy(st_np)).numpy(),
                                lpc._lsf_to_lpc(st_np), atol=1e-8)
 
 
 def test_lsf_quantizer_symbols_round_trip_and_gradients() -> None:
-    q = lpc.LSFQuantizer()
+    q = lpc_torch.LSFQuantizer()
     lsf = lpc.lpc_to_lsf(lpc.lpc_analysis(_frames(5)))
     sym = q.to_symbols(lsf)
     assert sym.shape == (lsf.shape[0], 16, 1) and sym.min() >= 0 and sym.max() < q.n_symbols
@@ -116,17 +116,17 @@ def test_training_synthesis_matches_the_decoder_and_has_gradients() -> None:
         np.stack([x[j * 480: j * 480 + 512] for j in range(p + 1)])))))
     e = np.random.default_rng(0).standard_normal(n)
     a_t = torch.tensor(a[None], dtype=torch.float64, requires_grad=True)
-    h = lpc.synthesis_responses(a_t)
+    h = lpc_torch.synthesis_responses(a_t)
 
     def snr_db(idx: np.ndarray) -> float:
         ref = lpc.LPCDecoderState().synthesize(e, a, idx).astype(np.float64)
-        y = lpc.synthesize_torch(torch.from_numpy(e[None]), h.detach(),
+        y = lpc_torch.synthesize_torch(torch.from_numpy(e[None]), h.detach(),
                                  torch.from_numpy(idx))[0].numpy()
         return float(10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum()))
 
     assert snr_db(np.zeros(n, np.int64)) > 60.0       # one set: the same filter
     assert snr_db(lpc.set_index(n, 480, 32, p)) > 20.0  # switches: transients only
-    y = lpc.synthesize_torch(torch.from_numpy(e[None]), h, torch.from_numpy(
+    y = lpc_torch.synthesize_torch(torch.from_numpy(e[None]), h, torch.from_numpy(
         lpc.set_index(n, 480, 32, p)))
     y.pow(2).sum().backward()
     assert a_t.grad is not None and torch.isfinite(a_t.grad).all()

@@ -3,7 +3,7 @@
 Plain tiers code the gain-normalised packet. LPC tiers code the LPC residual of the
 pre-processed packet under the quantized filters, computed inside the graph so the gradient
 reaches the LSF quantizer; their error is then measured after the synthesis filter and
-de-emphasis (``lpc.synthesize_torch``), in the signal the decoder outputs (prior-art §C–D).
+de-emphasis (``lpc_torch.synthesize_torch``), in the signal the decoder outputs (prior-art §C–D).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..codec import lpc
+from ..codec import lpc, lpc_torch
 from ..codec.cascade import Cascade
 from ..codec.framing import Framing, split_frames
 from ..codec.gain import gain_code, gain_value
@@ -47,7 +47,7 @@ class Batch:
         for LPC the reference plus the residual error through the synthesis filter."""
         if self.lpc is None:
             return rec
-        err = lpc.synthesize_torch(rec - self.x, self.lpc.synth, self.lpc.idx)
+        err = lpc_torch.synthesize_torch(rec - self.x, self.lpc.synth, self.lpc.idx)
         return self.ref.signal + err * self.lpc.ratio
 
 
@@ -84,12 +84,13 @@ def lpc_batch(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: in
     a_ref = lpc.lpc_analysis(frames, sample_rate)
     lsf = torch.from_numpy(lpc.lpc_to_lsf(a_ref).astype(np.float32)).to(device)
     lsf_hat, bits = model.lsf(lsf, quantize)
-    aq = lpc.lsf_to_lpc_torch(lsf_hat)
-    lsd = lpc.log_spectral_distortion(torch.from_numpy(a_ref.astype(np.float32)).to(device), aq)
+    aq = lpc_torch.lsf_to_lpc_torch(lsf_hat)
+    a_ref_t = torch.from_numpy(a_ref.astype(np.float32)).to(device)
+    lsd = lpc_torch.log_spectral_distortion(a_ref_t, aq)
     idx = torch.from_numpy(lpc.set_index(span, f.hop, f.overlap, p)).to(device)
     x_ext = torch.from_numpy(xp[:, LPC_WARM - lpc.ORDER:].astype(np.float32)).to(device)
     sets = aq.reshape(b, p + 1, -1)
-    r = lpc.residual_torch(x_ext, sets, idx)
+    r = lpc_torch.residual_torch(x_ext, sets, idx)
     g = row_gains(r.detach().cpu().numpy())
     r = r / torch.from_numpy(g)[:, None].to(device)
     # What the decoder reproduces (the high-passed input), normalised by its own gain.
@@ -98,7 +99,7 @@ def lpc_batch(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: in
     ref = Reference(torch.from_numpy((sig / g_sig[:, None]).astype(np.float32)).to(device),
                     sample_rate, torch.from_numpy(g_sig)[:, None])
     parts = LPCParts(lsf=lsf, lsf_bits=bits, lsd=lsd, idx=idx,
-                     synth=lpc.synthesis_responses(sets),
+                     synth=lpc_torch.synthesis_responses(sets),
                      ratio=torch.from_numpy(g / g_sig)[:, None].to(device))
     return Batch(r, ref, parts)
 
