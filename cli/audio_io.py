@@ -7,6 +7,7 @@ through a pipe are parsed here, incrementally. WAV written to a pipe gets a stre
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -160,7 +161,7 @@ def open_audio(path: str, raw: bool = False, raw_rate: int = 16000, raw_channels
         if raw:
             return AudioSource(raw_rate, raw_channels, None,
                                _pcm_blocks(stdin, raw_channels, raw_format, None), "stdin")
-        if stdin.peek(4)[:4] in (b"RIFF", b"RIFX", b""):
+        if cast(io.BufferedReader, stdin).peek(4)[:4] in (b"RIFF", b"RIFX", b""):
             return read_wav_stream(stdin)
         return _open_spooled(stdin)
     if raw:
@@ -314,6 +315,7 @@ class AtomicOutput:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         t = self.target
+        assert self.f is not None  # entered
         if t.kind != "file":
             if exc_type is None:
                 self.f.flush()
@@ -321,6 +323,7 @@ class AtomicOutput:
                 self.f.close()
             return
         self.f.close()
+        assert self.tmp is not None  # a file target writes a temporary file
         try:
             if exc_type is None:
                 if t.existing is not None and t.existing.st_nlink > 1:

@@ -491,6 +491,7 @@ def _cut_output(sink: AtomicOutput, writer: PcmWriter, cut: int) -> bool:
     writer.frames = keep
     if writer.sf is None:  # raw: whole frames of fixed size
         width = {"16": 2, "24": 3, "float": 4}[writer.bits] * writer.channels
+        assert sink.f is not None
         sink.f.flush()
         sink.f.truncate(keep * width)
         return True
@@ -562,6 +563,8 @@ def _describe_stream(inp: str) -> dict:
         damaged += 1
         samples = round(covered * h.original_rate / h.sample_rate)
     secs = samples / h.original_rate if samples is not None else None
+    # What the packets hold (original rate): less than the duration if cut short.
+    present_s = (end.granule if end is not None else covered) / h.sample_rate
     d = {
         "format_version": fmt.FORMAT_VERSION,
         "tier": h.tier, "model_id": h.model_id, "weights_hash": h.weights_hash,
@@ -574,8 +577,7 @@ def _describe_stream(inp: str) -> dict:
         / h.sample_rate,
         "gain_bits": h.gain_bits, "coder": h.coder, "tags": h.tags,
         "packets": packets, "damaged": damaged, "ended": end is not None,
-        # What the packets hold (original rate): less than the duration if cut short.
-        "present_s": (end.granule if end is not None else covered) / h.sample_rate,
+        "present_s": present_s,
         "declared_samples": declared, "length_refused": refused,
         "payload_bytes": payload,
     }
@@ -583,7 +585,7 @@ def _describe_stream(inp: str) -> dict:
         d["stereo"] = {"ms_packets": ms_packets, "lr_packets": packets - ms_packets,
                        "side_layers": sorted(min(n, h.num_layers) for n in side_layers)}
     d["bytes"] = total_bytes
-    rate_s = secs if end is not None else d["present_s"]
+    rate_s = secs if end is not None else present_s
     if rate_s:
         d["kbps"] = 8 * total_bytes / rate_s / 1000
     return d

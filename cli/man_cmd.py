@@ -17,7 +17,7 @@ from .main import cli
 def _roff(text: str) -> str:
     """Escape text for roff: backslashes, dashes, and a leading dot or quote on a line;
     docstring paragraphs become .PP paragraphs."""
-    out = []
+    out: list[str] = []
     for para in inspect.cleandoc(text).split("\n\n"):
         line = " ".join(para.split()).replace("\\", "\\e").replace("-", "\\-")
         if out:

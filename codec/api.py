@@ -26,7 +26,10 @@ from .gain import GAIN_BITS, gain_code, gain_value
 from .tierfile import TierError
 
 if TYPE_CHECKING:  # torch-free: either engine's tier (tier.Tier, engine.NpTier) codes
-    from .tier import Tier
+    from .engine import NpTier
+    from .tier import Tier as TorchTier
+
+    Tier = TorchTier | NpTier
 
 _IDENTITY = np.eye(1, lpc.ORDER + 1)[0]   # A(z) = 1: before any decoded filter
 
@@ -46,8 +49,10 @@ def _lpc_analyze(tier: Tier, x: np.ndarray, n_frames: int,
     for c, st in enumerate(states):
         xc = x[c].astype(np.float64)
         lsf = lpc.lpc_to_lsf(lpc.lpc_analysis(split_frames(xc, f, n_frames), tier.sample_rate))
-        sym = tier.model.lsf.to_symbols(lsf)
-        aq = lpc.lsf_to_lpc(tier.model.lsf.from_symbols(sym))
+        lsf_q = tier.model.lsf
+        assert lsf_q is not None  # an LPC tier
+        sym = lsf_q.to_symbols(lsf)
+        aq = lpc.lsf_to_lpc(lsf_q.from_symbols(sym))
         sets = np.vstack([aq[:1] if st.prev is None else st.prev[None], aq])
         res[c] = lpc.residual(np.concatenate([st.hist, xc]), sets, idx)
         # The next packet (if any) starts n_frames hops on and filters on from there.
@@ -111,6 +116,7 @@ def encode_payload(tier: Tier, x: np.ndarray, n_frames: int,
         parts = [(_rows(sym, active, [c for c in active if counts[c] > k], n_frames),
                   tier.tables[k])]
         if k == 0 and lsf_symbols is not None:  # the LSFs travel in the base layer
+            assert tier.lsf_tables is not None
             parts.insert(0, (lsf_symbols, tier.lsf_tables))
         layers.append(entropy.encode_many(parts))
     side = bytes(codes) + (bytes([info.to_byte()]) if x.shape[0] == 2 else b"")
@@ -154,6 +160,7 @@ def decode_payload(tier: Tier, side: bytes, layers: list[bytes], channels: int,
     gains = np.array([gain_value(c) for c in codes], dtype=np.float32)
     sets = None
     if tier.lpc:
+        assert m.lsf is not None
         sets = lpc.lsf_to_lpc(m.lsf.from_symbols(decoded[0][0])).reshape(channels, n_frames, -1)
     return frames * gains[:, None, None], sets
 
@@ -183,6 +190,7 @@ def layer_parts(tier: Tier, k: int, rows: int) -> list[tuple[entropy.CodeTables,
     order."""
     parts = [(tier.tables[k], (rows, tier.model.symbol_channels, tier.model.code_steps))]
     if k == 0 and tier.lpc:  # the base layer also carries the LSF symbols
+        assert tier.lsf_tables is not None
         parts.insert(0, (tier.lsf_tables, (rows, lpc.ORDER, 1)))
     return parts
 
@@ -465,7 +473,9 @@ class StreamDecoder:
             return
         if gap > 0:
             yield from self._gap(gap)
-        mode = sc.split_side(p.side, self.h.channels)[1].mode  # decode_payload checked it
+        split = sc.split_side(p.side, self.h.channels)
+        assert split is not None  # decode_payload checked it
+        mode = split[1].mode
         if mode != self._mode:
             self._switch(mode)
         # Only the final packet differs from a full one (its granule is the signal length);
@@ -555,7 +565,8 @@ class StreamDecoder:
         expect = None if p.original_samples is None else \
             p.granule * h.original_rate / h.sample_rate
         if p.granule > p.seq * f.packet_hop + f.overlap or (
-                expect is not None and abs(p.original_samples - expect) > 1 + expect * 1e-6):
+                expect is not None and p.original_samples is not None
+                and abs(p.original_samples - expect) > 1 + expect * 1e-6):
             self.stats.damaged += 1
             return
         self.stats.ended = True

@@ -58,9 +58,14 @@ def parse_bitrate(text: str) -> float:
 class TierLike(Protocol):
     """What a stream header needs of a tier (a loaded ``Tier`` or a ``TierFile``)."""
 
-    name: str
-    sample_rate: int
-    framing: Framing
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def framing(self) -> Framing: ...
 
     @property
     def layers(self) -> int: ...

@@ -94,6 +94,12 @@ class Rung:
         return f"tier {self.tier.name}, {self.layers} of {self.tier.layers} layer(s), {rate}"
 
 
+def _kbps(r: Rung) -> float:
+    """A rung's expected rate, where choosing has kept only rungs that record one."""
+    assert r.kbps is not None
+    return r.kbps
+
+
 @dataclass(frozen=True)
 class Choice:
     """The rung to code with, why, and a warning when it is far from what was asked."""
@@ -114,6 +120,7 @@ def stream_kbps(tier: TierFile, layers: int, channels: int, stereo: str = "auto"
     if not 1 <= layers <= len(rates) or rates[layers - 1] is None:
         return None
     top = rates[layers - 1]
+    assert top is not None
     if channels != 2 or stereo == "lr":
         return top * channels
     side = min(layers, side_layers or default_side_layers(tier.layers))
@@ -172,25 +179,25 @@ def choose(want_kbps: float, input_rate: int, channels: int, stereo: str = "auto
         names = ", ".join(t.name for t in fam)
         raise catalog.TierError(f"no tier for {input_rate} Hz audio records its bitrate "
                                 f"({names}); give --tier")
-    fits = [r for r in rungs if r.kbps <= want_kbps * FIT_SLACK]
+    fits = [r for r in rungs if _kbps(r) <= want_kbps * FIT_SLACK]
     if not fits:
-        low = min(rungs, key=lambda r: r.kbps)
+        low = min(rungs, key=_kbps)
         return Choice(low, "the lowest rate available",
                       f"{want_kbps:g} kbps is below the lowest rate for {input_rate} Hz, "
                       f"{channels}-channel audio ({low.describe()})")
     # Best score first; rungs without one rank below scored ones, by rate; ties: cheaper.
     if any(r.score is not None for r in fits):
-        best = max(fits, key=lambda r: (r.score is not None, r.score or 0.0, -r.kbps))
+        best = max(fits, key=lambda r: (r.score is not None, r.score or 0.0, -_kbps(r)))
     else:  # nothing to rank by: the most bits
-        best = max(fits, key=lambda r: r.kbps)
+        best = max(fits, key=_kbps)
     why = (f"best {METRIC_LABELS[best.metric]} within {want_kbps:g} kbps"
            if best.metric is not None else f"highest rate within {want_kbps:g} kbps")
-    top = max(rungs, key=lambda r: r.kbps)
+    top = max(rungs, key=_kbps)
     warning = None
-    if top.kbps < want_kbps * FAR_BELOW:
+    if _kbps(top) < want_kbps * FAR_BELOW:
         warning = (f"{want_kbps:g} kbps is far above the highest rate for {input_rate} Hz, "
                    f"{channels}-channel audio ({top.describe()})")
-    elif best.kbps < want_kbps * FAR_BELOW:
+    elif _kbps(best) < want_kbps * FAR_BELOW:
         why += "; the higher-rate rungs score lower"
     return Choice(best, why, warning)
 
@@ -203,8 +210,9 @@ def layers_within(tier: TierFile, max_layers: int, want_kbps: float, channels: i
              for k in range(1, max_layers + 1)]
     if any(r is None for r in rates):
         raise ValueError(f"tier {tier.name!r} records no per-layer bitrates; use --layers")
-    fitting = [k + 1 for k, r in enumerate(rates) if r <= want_kbps * FIT_SLACK]
+    known = [r for r in rates if r is not None]
+    fitting = [k + 1 for k, r in enumerate(known) if r <= want_kbps * FIT_SLACK]
     if not fitting:
-        raise ValueError(f"one layer of {tier.name!r} needs about {rates[0]:.1f} kbps for "
+        raise ValueError(f"one layer of {tier.name!r} needs about {known[0]:.1f} kbps for "
                          f"{channels} channel(s), more than {want_kbps:g} kbps")
     return fitting[-1]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -39,8 +40,9 @@ _SLOPE = 0.2  # the leaky ReLU slope of model.py
 
 def _conv2d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """A ``Conv1d`` applied to an (N, C, 1, T) tensor as the equivalent ``conv2d``."""
+    pad = cast(tuple[int, ...], conv.padding)[0]  # numeric padding in every NWC layer
     return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]),
-                    (0, conv.padding[0]), (1, conv.dilation[0]), conv.groups)
+                    (0, pad), (1, conv.dilation[0]), conv.groups)
 
 
 def _as_4d(x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +94,7 @@ def _conv(conv: nn.Conv1d, x: torch.Tensor, cl: bool) -> torch.Tensor:
 def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
     """``ConvTranspose1d`` on (N, C, T) as one matmul and ``kernel/stride`` shifted adds."""
     cin, cout, k = conv.weight.shape
-    s, pad = conv.stride[0], conv.padding[0]
+    s, pad = conv.stride[0], cast(tuple[int, ...], conv.padding)[0]
     if conv.groups != 1 or conv.dilation[0] != 1 or conv.output_padding[0] != 0 or k % s:
         return conv(x)
     n, _, t = x.shape

@@ -424,7 +424,7 @@ class NpCascade:
         """(N, frame) normalised frames → symbols (N, C, T) of the first ``n_stages`` stages;
         the closed loop runs this engine's decoder, so every prefix is a valid encode."""
         x = np.ascontiguousarray(frames, dtype=np.float32)
-        total = np.zeros_like(x)
+        total: np.ndarray = np.zeros_like(x)
         symbols = []
         for k in range(n_stages):
             stage, s = self.stages[k], np.float32(self.scale(k))
