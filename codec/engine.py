@@ -65,11 +65,7 @@ def load_path(json_path: Path) -> NpTier:
     tf = tierfile.read(Path(json_path))
     raw = tierfile.check_weights(tf)
     try:
-        config = CascadeConfig.from_dict(tf.cascade)
-        tables = [CodeTables(np.asarray(t)) for t in tf.tables]
-        lsf = None if tf.lsf_tables is None else CodeTables(np.asarray(tf.lsf_tables))
-        if config.lpc != (lsf is not None):
-            raise ValueError("LSF code tables are needed exactly when the tier has LPC")
+        config, tables, lsf = tierfile.coding_parts(tf)
         state = {k: np.asarray(v, np.float32) for k, v in load_bytes(raw).items()}
         model = NpCascade(config, state)
     except (KeyError, TypeError, ValueError, AttributeError) as e:

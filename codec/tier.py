@@ -17,7 +17,6 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
@@ -130,9 +129,7 @@ def load_path(json_path: Path) -> Tier:
     tf = tierfile.read(Path(json_path))
     raw = tierfile.check_weights(tf)
     try:
-        config = CascadeConfig.from_dict(tf.cascade)
-        tables = [CodeTables(np.asarray(t)) for t in tf.tables]
-        lsf = None if tf.lsf_tables is None else CodeTables(np.asarray(tf.lsf_tables))
+        config, tables, lsf = tierfile.coding_parts(tf)
         tier = build(tf.name, tf.sample_rate, tf.framing, config, tables, state=load_tensors(raw),
                      meta=tf.meta, lsf_tables=lsf)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:

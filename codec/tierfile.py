@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .config import CascadeConfig
+from .entropy import CodeTables
 from .framing import Framing
 
 TIER_FORMAT = "nwc-tier-2"
@@ -192,6 +196,17 @@ def peek_name(json_path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return str(doc.get("name", Path(json_path).stem)) if is_tier(doc) else None
+
+
+def coding_parts(tf: TierFile) -> tuple[CascadeConfig, list[CodeTables], CodeTables | None]:
+    """The architecture and the integer code tables a tier file describes, for either engine;
+    ValueError if they do not fit together."""
+    config = CascadeConfig.from_dict(tf.cascade)
+    tables = [CodeTables(np.asarray(t)) for t in tf.tables]
+    lsf = None if tf.lsf_tables is None else CodeTables(np.asarray(tf.lsf_tables))
+    if config.lpc != (lsf is not None):
+        raise ValueError("LSF code tables are needed exactly when the tier has LPC")
+    return config, tables, lsf
 
 
 def check_weights(tf: TierFile) -> bytes:
