@@ -256,7 +256,6 @@ def _job(kind: str, inp: str, out: str, device: str | None, kw: dict) -> str:
     from . import main  # registers the commands (in a fresh worker process)
 
     main._Progress.enabled = False  # one bar per file would garble a shared terminal
-    main.install_signal_handlers()  # SIGTERM/SIGHUP remove this worker's .part file too
     try:
         if device is not None:
             use_device(device)

@@ -599,10 +599,13 @@ class StreamDecoder:
             return
         self._done = True
         h = self.h
-        total = self._coded_total
-        if total is None and h.total_samples is not None:
-            total = round(h.total_samples * self.tier.sample_rate / h.original_rate)
-            self._out_total = round(h.total_samples * self.out_rate / h.original_rate)
+        sr = self.tier.sample_rate
+        lengths = []  # (coded, output, from END): END's first, the header's as fallback
+        if self._coded_total is not None:
+            lengths.append((self._coded_total, self._out_total, True))
+        if h.total_samples is not None:
+            lengths.append((round(h.total_samples * sr / h.original_rate),
+                            round(h.total_samples * self.out_rate / h.original_rate), False))
         if self._closed:
             x = self._empty()
         else:  # the stream stopped on a packet boundary: the last overlap is still pending
@@ -612,18 +615,21 @@ class StreamDecoder:
             x = self._to_lr(x)
             self._pos += x.shape[0]
         missing = 0
-        if total is not None:
-            total += h.codec_delay  # lengths count after the delay; _pos before it
-            missing = total - self._pos
-            if missing > 0 and not self._allowed(missing):
-                self._refuse(f"the stream says it is {missing / self.tier.sample_rate:.0f} s "
-                             "longer than its packets")
-                missing, self._out_total = 0, None
+        self._out_total = None
+        for total, out_total, from_end in lengths:
+            missing = total + h.codec_delay - self._pos  # lengths count after the delay
+            if missing <= 0 or self._allowed(missing):
+                self._out_total = out_total
+                break
+            self._refuse(f"the stream says it is {missing / sr:.0f} s longer than its packets")
+            if from_end:
                 self.stats.ended = False  # an END with that length is forged: not an end
-            elif missing < 0:
-                x = x[: max(0, x.shape[0] + missing)]
-            elif not (self.stats.ended or self.pad_truncated):  # cut short: what is there
-                missing, self._out_total = 0, None
+            missing = 0
+        if missing < 0:
+            x = x[: max(0, x.shape[0] + missing)]
+            missing = 0
+        elif missing > 0 and not (self.stats.ended or self.pad_truncated):
+            missing, self._out_total = 0, None  # cut short: decode what is there
         yield self._emit(x)
         self.stats.lost_samples += max(0, missing)
         while missing > 0:  # lost packets at the end
