@@ -121,10 +121,10 @@ def random_tier(name: str = "fuzz", seed: int = 0):
 def random_lpc_tier(name: str = "fuzz-lpc", seed: int = 1):
     """A tiny random-initialised two-stage LPC hybrid with tables fitted to its symbols."""
     from nwc.codec.cascade import Cascade, CascadeConfig
-    from nwc.codec.data import PacketSampler
     from nwc.codec.framing import Framing
     from nwc.codec.model import NWCConfig
-    from nwc.codec.train import code_tables
+    from nwc.train.data import PacketSampler
+    from nwc.train.export import code_tables
 
     torch.manual_seed(seed)
     cfg = CascadeConfig(nwc=NWCConfig(channels=8, narrow=4, code_channels=2, levels=7),

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from nwc.codec import api, catalog, metrics
+from nwc.codec import api, catalog
 from nwc.codec import tier as tiers
+from nwc.evaluation import metrics
 from nwc.formats.container import END, ContainerWriter, Packet
 from nwc.train.data import load_mono
 

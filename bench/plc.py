@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from nwc.codec import api, metrics
+from nwc.codec import api
+from nwc.evaluation import metrics
 from nwc.formats.container import AUDIO
 
 METRICS = ("pesq_wb", "visqol")

@@ -142,3 +142,11 @@ def test_commands_that_need_no_network_never_import_torch(args: list[str]) -> No
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                        env={**os.environ, "NWC_WEIGHTS": ""}, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "bench").glob("*.py")))
+def test_bench_scripts_import(script: str) -> None:
+    """Every bench script still imports after the package moves (they are run by hand)."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import {script}"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
