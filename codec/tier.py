@@ -55,7 +55,7 @@ class Tier:
 
     def layer_kbps(self) -> list[float | None]:
         """Measured real bitrate of each layer prefix (1..layers) on the dev set."""
-        return self.file().layer_kbps()
+        return tierfile.layer_kbps(self.meta, self.layers)
 
     @property
     def model_id(self) -> str:

@@ -146,6 +146,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
         cfg.check()
         self.cfg = cfg
+        self.weights = cfg.weights  # the objective's term weights, fixed for the run
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.device = self._init_process()
@@ -257,12 +258,11 @@ class Trainer:
               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """(total loss, top layer's distortion, each layer's differentiable bits)."""
         cfg, f = self.cfg, self.framing
-        weights = cfg.weights
         loss = batch.x.new_zeros(())
         dist_loss = batch.x.new_zeros(())
         for k in range(self.frozen, self.n_layers):
             rec = overlap_add(out.recs[k].reshape(cfg.batch, -1, f.frame), f)
-            dist_loss = distortion(Pair(batch.decoded(rec), batch.ref), weights)
+            dist_loss = distortion(Pair(batch.decoded(rec), batch.ref), self.weights)
             loss = loss + dist_loss
         layer_bits = list(out.bits)
         if batch.lpc is not None:
@@ -364,7 +364,7 @@ class Trainer:
                          "cpu_threads": cfg.threads, "world_size": self.world,
                          "device": str(self.device), "data": str(cfg.data),
                          "train_minutes_of_audio": round(self.data.train_seconds / 60, 1),
-                         "loss_weights": cfg.weights, "config": asdict(cfg)},
+                         "loss_weights": self.weights, "config": asdict(cfg)},
         })
         model.train()
         return t
