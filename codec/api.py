@@ -492,7 +492,7 @@ class StreamDecoder:
         out = self._to_lr(out)
         if last:
             out = out[: p.granule - start]
-        if held is not None:
+        if held is not None and self._conceal is not None:
             yield self._emit(self._conceal.bridge(held, out))
         if self._conceal is not None:
             out = self._conceal.resume(out)
