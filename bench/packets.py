@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-md", type=Path, help="also write the table and notes here")
     ap.add_argument("--loss", help="packet loss rates in percent, e.g. 1,5,10: the loss bench")
     ap.add_argument("--opus-kbps", type=float, default=16.0, help="Opus bitrate (--loss)")
+    ap.add_argument("--loss-seeds", type=int, default=1,
+                    help="loss patterns per clip and rate, scores averaged (--loss)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(v) for v in a.packet_frames.split(",")]
@@ -145,17 +147,21 @@ def loss_main(a: argparse.Namespace, files: list[Path], names: list[str], sizes:
             opus = plc.opus_loss(clips, t.sample_rate, rates, a.opus_kbps)
         for pf in sizes:
             t0 = time.perf_counter()
-            res = plc.nwc_loss(t, clips, rates, pf)
+            runs = [plc.nwc_loss(t, clips, rates, pf, seed=s) for s in range(a.loss_seeds)]
+            res = {k: {m: float(np.mean([r[k][m] for r in runs])) for m in runs[0][k]}
+                   for k in runs[0]}
             ms = 1000 * pf * t.framing.hop / t.sample_rate
             lines += plc.table(name, ms, rates, res, opus, a.opus_kbps)
             print(f"[{name}] {pf} frame(s): {time.perf_counter() - t0:.0f} s", file=sys.stderr,
                   flush=True)
     secs = sum(sf_len for sf_len in (load_mono(p, 16000).shape[0] / 16000 for p in files))
     note = (f"\n\n{len(files)} clips ({secs:.1f} s) from `{a.data}`. Each AUDIO packet is "
-            "lost independently with the given probability (fixed seeds); scores compare the "
+            f"lost independently with the given probability ({a.loss_seeds} fixed loss "
+            "pattern(s) per clip and rate, scores averaged); scores compare the "
             "lossy decode with the clean decode of the same stream (Opus: with its own clean "
             "decode; `opusdec --packet-loss`, 20 ms packets). Conceal: `nwc decode --conceal "
-            "auto` (pitch repetition fading to comfort noise, codec/conceal.py); silence: "
+            "auto` (pitch repetition fading to comfort noise, the gap's end grown back into "
+            "the next packet, codec/conceal.py); silence: "
             "`--conceal silence`.\n")
     text = "\n".join(lines) + note
     print(text, end="")

@@ -4,8 +4,13 @@ At the start of a gap each channel's last 40 ms are searched for a pitch period 
 the lag of highest normalised autocorrelation); the gap repeats that last period (pitch
 repetition), held for 20 ms and then faded out over 80 ms into comfort noise 30 dB below the
 signal, as speech codecs' PLC do. The decoded frame's fading overlap tail and the
-concealment cross-fade over the overlap at the gap's start, and the first packet after the
-gap fades in over the continuing concealment. Deterministic: the noise has a fixed seed.
+concealment cross-fade over the overlap at the gap's start.
+
+A gap is only known once the packet after it arrives, so its end can look ahead, as a
+jitter buffer's merge does: the decoder holds back the gap's last ``TAIL_S`` (``tail``),
+and ``bridge`` cross-fades it into the next packet's first pitch period repeated backwards,
+so the signal also grows back into the packet instead of jumping out of noise; that
+extension also completes the packet's fade-in. Deterministic: the noise has a fixed seed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ CONCEAL_CHOICES = ("auto", "silence")
 HISTORY_S = 0.04
 MIN_PITCH_S, MAX_PITCH_S = 0.0025, 0.02
 HOLD_S, FADE_S = 0.02, 0.08  # repetition at full level, then a fade to comfort noise
+TAIL_S = HOLD_S + FADE_S     # the end of a gap that grows back into the next packet
 NOISE_DB = -30.0
 
 
@@ -52,6 +58,7 @@ class Concealer:
         self._levels = np.zeros(channels, np.float32)
         self._t = 0  # samples concealed in the current gap
         self._rng = np.random.default_rng(0)
+        self._lead: np.ndarray | None = None  # bridge's extension over the packet's fade-in
 
     def _start(self) -> None:
         self._cycles = []
@@ -94,13 +101,41 @@ class Concealer:
         self._remember(cont)
         return cont
 
+    def tail(self, gap: int) -> int:
+        """How many samples at the end of a ``gap``-sample loss to hold for ``bridge``."""
+        return min(gap, int(TAIL_S * self.rate))
+
+    def bridge(self, held: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """The gap's held end (``fill``'s output) cross-faded into the next packet's decoded
+        samples ``nxt`` extended backwards by its first pitch period (after the fade-in).
+
+        ``nxt`` starts with the ``overlap``-sample fade-in of a frame that lost its partner;
+        the period is taken after it, and the extension's continuation over those samples
+        completes the fade-in in ``resume``. Too short a packet: ``held`` unchanged.
+        """
+        ov, w = self.overlap, self.hist.shape[0]
+        n = held.shape[0]
+        if n == 0 or nxt.shape[0] < ov + w:
+            return held
+        j = np.arange(-n, ov)   # positions relative to the packet's first sample
+        ext = np.empty((j.shape[0], held.shape[1]), np.float32)
+        for c in range(held.shape[1]):
+            h = nxt[ov:ov + w, c][::-1]   # read backwards, the start is the "past"
+            t = pitch_period(h, self._lo, self._hi) if h.any() else self._hi
+            ext[:, c] = nxt[ov + (j - ov) % t, c]
+        rise = _rise(n)[:, None]
+        self._lead = ext[n:]
+        return held * (1 - rise) + ext[:n] * rise
+
     def resume(self, out: np.ndarray) -> np.ndarray:
-        """The first packet after a gap fades in over the concealment; every packet is kept
-        as history."""
+        """The first packet after a gap fades in over the concealment (or over ``bridge``'s
+        extension); every packet is kept as history."""
         if self._cycles is not None:
             n = min(self.overlap, out.shape[0])
+            fill = self._next(n) if self._lead is None else self._lead[:n]
             out = out.copy()
-            out[:n] += self._next(n) * (1 - _rise(n))[:, None]
+            out[:n] += fill * (1 - _rise(n))[:, None]
             self._cycles = None
+            self._lead = None
         self._remember(out)
         return out

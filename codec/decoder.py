@@ -96,6 +96,7 @@ class StreamDecoder:
         self._long_gaps = allow_long_gaps
         self._conceal = Concealer(tier.sample_rate, header.channels, self.framing.overlap) \
             if conceal == "auto" else None
+        self._held: np.ndarray | None = None  # a gap's end, waiting for the next packet
         self.stats = DecodeStats()
         self._done = False
         self._closed = False       # the final (short) packet has been decoded
@@ -156,8 +157,12 @@ class StreamDecoder:
         except (CodecError, entropy.EntropyError):
             self.stats.damaged += 1
             return
+        held = None
         if gap > 0:
-            yield from self._gap(gap)
+            # With concealment the gap's end waits for this packet (conceal.bridge).
+            keep = self._conceal.tail(gap) if self._conceal is not None else 0
+            yield from self._gap(gap, keep)
+            held, self._held = self._held, None
         split = sc.split_side(p.side, self.h.channels)
         assert split is not None  # decode_payload checked it
         mode = split[1].mode
@@ -170,6 +175,8 @@ class StreamDecoder:
         out = self._to_lr(self._front.synthesize(out, filters, n_frames))
         if last:
             out = out[: p.granule - start]
+        if held is not None and self._conceal is not None:
+            yield self._emit(self._conceal.bridge(held, out))
         if self._conceal is not None:
             out = self._conceal.resume(out)
         self._pos = p.granule if last else start + n_frames * f.hop
@@ -179,14 +186,15 @@ class StreamDecoder:
         self.stats.packets += 1
         yield self._emit(out)
 
-    def _gap(self, n: int) -> Iterator[np.ndarray]:
+    def _gap(self, n: int, keep: int = 0) -> Iterator[np.ndarray]:
         """Fill for ``n`` lost samples, in blocks: the pending taper of the last good frame
-        fades out into silence or the concealment."""
+        fades out into silence or the concealment. The last ``keep`` samples come as a block
+        of their own, kept in ``_held`` instead of emitted."""
         self.stats.lost_samples += n
         self._pos += n
         first = True
         while n > 0:
-            k = min(n, limits.BLOCK)
+            k = min(n - keep, limits.BLOCK) if n > keep else keep
             n -= k
             out = np.zeros((k, self.h.channels), np.float32)
             if first:
@@ -197,7 +205,10 @@ class StreamDecoder:
             out = self._to_lr(self._front.synthesize(out, None, 0))
             if self._conceal is not None:
                 out = self._conceal.fill(out)
-            yield self._emit(out)
+            if keep and n == 0:
+                self._held = out
+            else:
+                yield self._emit(out)
 
     def _to_lr(self, x: np.ndarray) -> np.ndarray:
         """Samples (n, channels) of the coded channels → L/R."""

@@ -1,12 +1,12 @@
 """The coding path's inference engine in NumPy: a tier's networks without torch.
 
 The same weights (read from the tier's safetensors with ``safetensors.numpy``) and the same
-layer plans as ``model.py``, built from the tier's ``NWCConfig`` by ``encoder_plan`` /
-``decoder_plan`` (a test walks the torch modules and checks they list the same layers, so the
-topology keeps one definition). Activations are channels-last ``(N, T, C)`` float32 arrays:
+layer plans as ``model.py`` (``layerplan.py``: built from the tier's ``NWCConfig``; a test
+walks the torch modules and checks they list the same layers, so the topology keeps one
+definition). Activations are channels-last ``(N, T, C)`` float32 arrays:
 1x1 convolutions are single matmuls, wider ones one matmul over an im2col view (or one per
-tap where that view would be large), depthwise ones ``kernel`` multiply-adds of shifted
-slices, and the transposed filterbank one matmul plus ``kernel / stride`` shifted adds.
+tap where that view would be large), depthwise ones one einsum over a sliding window, and
+the transposed filterbank one matmul plus ``kernel / stride`` shifted adds.
 
 torch remains the training engine and the ``--device cuda`` path. The two engines' latents
 differ by float rounding (summation order), so their symbols agree except for latents within
@@ -18,98 +18,27 @@ stream it writes truncates to exactly what a shorter encode by it writes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from .config import CascadeConfig, NWCConfig
+from .layerplan import (
+    DEC_TAP,
+    ENC_TAP,
+    SKIP_DEC,
+    SKIP_ENC,
+    Conv,
+    ConvT,
+    Gated,
+    Layer,
+    LReLU,
+    SubPixel,
+    decoder_plan,
+    encoder_plan,
+)
 
 _SLOPE = np.float32(0.2)  # the leaky ReLU slope of model.py
 _IM2COL_MAX = 1 << 22     # im2col views up to this many floats (16 MB); above, a matmul per tap
-
-
-# --- layer plans: what model.py's nn.Sequentials hold, as data ---------------------------
-
-@dataclass(frozen=True)
-class Conv:
-    """``nn.Conv1d`` at state-dict ``key`` (kernel, channels and groups from its weight)."""
-
-    key: str
-    stride: int = 1
-    padding: int = 0
-    dilation: int = 1
-
-
-@dataclass(frozen=True)
-class ConvT:
-    """``nn.ConvTranspose1d`` at ``key``."""
-
-    key: str
-    stride: int
-    padding: int
-
-
-@dataclass(frozen=True)
-class LReLU:
-    """``nn.LeakyReLU(0.2)``."""
-
-
-@dataclass(frozen=True)
-class SubPixel:
-    """``SubPixel1d(r)``: (T, C·r) → (T·r, C)."""
-
-    r: int
-
-
-@dataclass(frozen=True)
-class Gated:
-    """``GatedBlock`` at ``key``: squeeze, gated depthwise conv, expand, residual."""
-
-    key: str
-    kernel: int
-    dilation: int
-    activate: bool
-
-
-Layer = Conv | ConvT | LReLU | SubPixel | Gated
-
-
-def _stack(key: str, kernel: int) -> list[Layer]:
-    return [Gated(f"{key}.0", kernel, 1, True), Gated(f"{key}.1", kernel, 2, False)]
-
-
-def encoder_plan(cfg: NWCConfig) -> list[Layer]:
-    """The encoder's layers (``NWC.encoder``), state-dict keys relative to the module."""
-    if cfg.plan == "fast":
-        pad = (cfg.fb_kernel - cfg.fb_stride) // 2
-        return [Conv("encoder.0", cfg.fb_stride, pad), LReLU(), *_stack("encoder.2", cfg.kernel),
-                Conv("encoder.3", 2, 1), LReLU(), *_stack("encoder.5", cfg.kernel),
-                Conv("encoder.6")]
-    if cfg.plan == "paper":
-        return [Conv("encoder.0", 1, 27), LReLU(), *_stack("encoder.2", 15),
-                Conv("encoder.3", 2, 4), LReLU(), *_stack("encoder.5", 15),
-                Conv("encoder.6", 1, 27)]
-    raise ValueError(f"unknown layer plan {cfg.plan!r}; use 'fast' or 'paper'")
-
-
-def decoder_plan(cfg: NWCConfig) -> list[Layer]:
-    """The decoder's layers (``NWC.decoder``)."""
-    if cfg.plan == "fast":
-        pad = (cfg.fb_kernel - cfg.fb_stride) // 2
-        return [Conv("decoder.0", 1, 1), LReLU(), *_stack("decoder.2", cfg.kernel),
-                Conv("decoder.3.0", 1, 4), Conv("decoder.3.1"), LReLU(), SubPixel(2),
-                *_stack("decoder.6", cfg.kernel), ConvT("decoder.7", cfg.fb_stride, pad)]
-    if cfg.plan == "paper":
-        return [*_stack("decoder.0", 15), Conv("decoder.1.0", 1, 4), Conv("decoder.1.1"),
-                LReLU(), SubPixel(2), *_stack("decoder.4", 15), Conv("decoder.5", 1, 27)]
-    raise ValueError(f"unknown layer plan {cfg.plan!r}; use 'fast' or 'paper'")
-
-
-# Fast plan with HARP-Net skips (model.py): the skip leaves the encoder after its first
-# residual stack and joins the decoder after its sub-pixel shuffle.
-ENC_TAP, DEC_TAP = 4, 8   # indices into the flat plans above (after encoder[:3], decoder[:6])
-SKIP_ENC = Conv("skip_enc", 2, 1)
-SKIP_DEC: list[Layer] = [Conv("skip_dec.0", 1, 1), LReLU(), SubPixel(2)]
 
 
 # --- kernels on channels-last (N, T, C) float32 arrays -----------------------------------
