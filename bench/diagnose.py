@@ -38,8 +38,10 @@ from nwc.codec import tier as tiers
 from nwc.evaluation import metrics, noise
 from nwc.formats.container import END, Packet, encode_header, encode_packet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality  # noqa: E402  (bench/quality.py, next to this file)
+if not __package__:  # `python bench/diagnose.py`: import the bench package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+from . import quality  # noqa: E402
 
 SR = 16000
 COLUMNS = (("kbps", "kbps", 2), ("pesq_wb", "PESQ-WB", 2), ("visqol", "ViSQOL", 2),

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+if not __package__:  # `python bench/engines.py`: import the bench package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+from .common import log  # noqa: E402
 
 
 def clips(corpus: Path, rate: int, n: int) -> list[np.ndarray]:

@@ -35,16 +35,10 @@ from nwc.evaluation import metrics
 from nwc.formats.container import END, ContainerWriter, Packet
 from nwc.train.data import load_mono
 
-
-def pick_clips(data_dir: Path, n: int) -> list[Path]:
-    """``n`` evenly spaced clips of the sorted list (as ``bench/quality.py`` picks them)."""
-    files = sorted((p for p in data_dir.rglob("*.wav") if p.is_file()),
-                   key=lambda p: p.relative_to(data_dir).as_posix())
-    if not files:
-        raise SystemExit(f"no .wav files under {data_dir}")
-    if n <= 0 or n >= len(files):
-        return files
-    return [files[i] for i in np.linspace(0, len(files) - 1, n).round().astype(int)]
+if not __package__:  # `python bench/packets.py`: import the bench package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+from .common import pick_clips  # noqa: E402
 
 
 def measure(t: tiers.Tier, clips: list[np.ndarray], pf: int) -> dict:
@@ -139,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 def loss_main(a: argparse.Namespace, files: list[Path], names: list[str], sizes: list[int]
               ) -> int:
     """``--loss``: concealment vs silence vs Opus PLC (``bench/plc.py``)."""
-    import plc  # bench/ is on sys.path when this runs as a script
+    from . import plc
 
     rates = [float(v) / 100 for v in a.loss.split(",")]
     lines = ["| tier | loss | PESQ-WB conceal | PESQ-WB silence | ViSQOL conceal "

@@ -25,9 +25,11 @@ code behind ``nwc eval``, so the two agree on the same pair of files.
 
 Usage::
 
-    python bench/quality.py DATA_DIR [--tiers a,b] [--anchors amrwb,opus,mp3,...]
+    python -m bench.quality DATA_DIR [--tiers a,b] [--anchors amrwb,opus,mp3,...]
                             [--clips N] [--out-md FILE] [--out-csv FILE]
-    python bench/quality.py DATA_DIR --music [--seconds S] [--anchors mp3,mp3abr,opus,aac] ...
+    python -m bench.quality DATA_DIR --music [--seconds S] [--anchors mp3,mp3abr,opus,aac] ...
+
+(``python bench/quality.py ...`` runs the same.)
 
 See bench/README.md for what each column means; bench/install.sh installs the anchors.
 """
@@ -39,7 +41,6 @@ import contextlib
 import csv
 import functools
 import io
-import json
 import math
 import os
 import shlex
@@ -57,8 +58,11 @@ import numpy as np
 import soundfile as sf
 from nwc.evaluation import metrics
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import amrwb  # noqa: E402  (bench/amrwb.py, next to this file)
+if not __package__:  # `python bench/quality.py`: import the bench package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+from . import amrwb  # noqa: E402
+from .common import ToolError, installed_tiers, log, md_table, pick_clips  # noqa: E402, F401
 
 SR = 16000
 MAX_LAG_S = metrics.MAX_LAG_S  # alignment search range, seconds either way
@@ -140,10 +144,6 @@ DIGITS = {
     "visqol": 2,
     "si_snr_db": 1,
 }
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -729,25 +729,15 @@ def find_nwc(explicit: str | None) -> list[str] | None:
 
 
 def nwc_tiers(nwc: list[str] | None, notes: list[str]) -> list[dict]:
+    """The installed tiers, or none with a note saying why."""
     if nwc is None:
         notes.append("nwc: command not found, no tier benchmarked.")
         return []
     try:
-        p = subprocess.run(
-            [*nwc, "tiers", "--json"], capture_output=True, text=True, timeout=TIMEOUT_S
-        )
-    except OSError as exc:
-        notes.append(f"nwc: `nwc tiers --json` could not run ({exc}).")
+        tiers = installed_tiers(nwc, timeout=TIMEOUT_S)
+    except ToolError as exc:
+        notes.append(f"nwc: {exc}; no tier benchmarked.")
         return []
-    if p.returncode != 0:
-        notes.append(f"nwc: `nwc tiers --json` exited {p.returncode}; no tier benchmarked.")
-        return []
-    try:
-        tiers = json.loads(p.stdout or "[]")
-    except json.JSONDecodeError as exc:
-        notes.append(f"nwc: unreadable `nwc tiers --json` output ({exc}).")
-        return []
-    tiers = [t for t in tiers if isinstance(t, dict) and t.get("name")]
     if not tiers:
         notes.append("nwc: no tier installed (`nwc tiers` is empty); table has anchors only.")
     return tiers
@@ -804,23 +794,6 @@ def build_systems(args: argparse.Namespace, notes: list[str],
             continue
         systems += anchor_systems(a, profile.ladders)
     return systems
-
-
-# --------------------------------------------------------------------------------------
-# Clips
-
-
-def pick_clips(data_dir: Path, n: int) -> list[Path]:
-    files = sorted(
-        (p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".wav"),
-        key=lambda p: p.relative_to(data_dir).as_posix(),
-    )
-    if not files:
-        raise SystemExit(f"no .wav files under {data_dir}")
-    if n <= 0 or n >= len(files):
-        return files
-    idx = np.linspace(0, len(files) - 1, n).round().astype(int)
-    return [files[i] for i in idx]
 
 
 # --------------------------------------------------------------------------------------
@@ -980,11 +953,6 @@ def kbps_span(rows: list[dict]) -> str:
     """'LO-HI kbps' of the rows' real rates: where a reference can be interpolated."""
     reals = [r["real_kbps"] for r in rows if math.isfinite(r["real_kbps"])]
     return f"{min(reals):.1f}-{max(reals):.1f} kbps" if reals else "none"
-
-
-def md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1),
-            *("| " + " | ".join(cells) + " |" for cells in body)]
 
 
 def verdict(rows: list[dict]) -> str:

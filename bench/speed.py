@@ -30,10 +30,12 @@ that the piped encoder wrote the same packets.
 
 Usage::
 
-    python bench/speed.py [--tiers a,b] [--lengths 60,600] [--anchors all|none|a,b]
+    python -m bench.speed [--tiers a,b] [--lengths 60,600] [--anchors all|none|a,b]
                           [--anchor-kbps 16,24] [--out-md FILE]
-    python bench/speed.py --memory-hours 1 [--tiers speech-16k]
-    python bench/speed.py --quick --corpus DIR        # seconds-long smoke run (tests)
+    python -m bench.speed --memory-hours 1 [--tiers speech-16k]
+    python -m bench.speed --quick --corpus DIR        # seconds-long smoke run (tests)
+
+(``python bench/speed.py ...`` runs the same.)
 
 Progress goes to stderr; stdout carries the Markdown tables and notes only.
 """
@@ -43,7 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
+import io
 import os
 import platform
 import shlex
@@ -60,24 +62,30 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from nwc.formats.container import (
+    AUDIO,
+    PREAMBLE_BYTES,
+    SYNC,
+    ContainerReader,
+    Packet,
+    header_length,
+)
 
 # As the CLI does for --threads > 1 (cli/batch.py): libgomp's default spin-waiting makes
 # multi-threaded runs of these small convolutions erratic and far slower on small VMs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality  # noqa: E402 - bench/quality.py: the anchors' systems and command lines
+if not __package__:  # `python bench/speed.py`: import the bench package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "bench"
+from . import quality  # noqa: E402 - the anchors' systems and command lines
+from .common import ToolError, installed_tiers, log  # noqa: E402
 
 SR = 16000
 BLOCK = 1 << 15          # PCM frames per push, as the CLI reads files
-SYNC = b"\xa5NWP"        # first bytes of every .nwc packet (formats/SPEC.md)
 WAV_HEADER = 44
 TIMEOUT_S = 1800
 OPUS_LATENCY_MS = 26.5   # opusenc default: 20 ms frames + 6.5 ms look-ahead (RFC 6716)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -565,14 +573,8 @@ def wait_idle(pid: int, quiet_s: float = 0.3, timeout_s: float = 120.0) -> None:
 
 def stream_packets(data: bytes) -> list[tuple[int, int, int]]:
     """(end offset, kind, granule) of each packet of a complete, undamaged .nwc stream."""
-    pos = 14 + struct.unpack("<I", data[6:10])[0]
-    out = []
-    while pos + 12 <= len(data):
-        n = struct.unpack("<I", data[pos + 4:pos + 8])[0]
-        body = data[pos + 8:pos + 8 + n]
-        out.append((pos + 12 + n, body[0], struct.unpack("<Q", body[6:14])[0]))
-        pos += 12 + n
-    return out
+    reader = ContainerReader(io.BytesIO(data))
+    return [(reader.offset, p.kind, p.granule) for p in reader if isinstance(p, Packet)]
 
 
 def warm_encoder(nwc: list[str], tier: str, x: np.ndarray, env: dict, packet_frames: int,
@@ -615,7 +617,7 @@ def warm_encoder(nwc: list[str], tier: str, x: np.ndarray, env: dict, packet_fra
             enc.wait(60)
     after_first, after_last = [], []
     for end, kind, granule in stream_packets(bytes(reads.data)):
-        if kind != 0 or granule + overlap > len(x):  # END, or the last packet (waits for EOF)
+        if kind != AUDIO or granule + overlap > len(x):  # END, or the last packet (waits for EOF)
             continue
         out = reads.first_past(end - 1)
         start = granule - packet_frames * frame_hop[1]  # a full packet's first sample
@@ -725,9 +727,9 @@ class StreamHash:
     def update(self, b: bytes) -> None:
         if self.skip is None:
             self.head += b
-            if len(self.head) < 10:
+            if len(self.head) < PREAMBLE_BYTES:
                 return
-            self.skip = 14 + struct.unpack("<I", bytes(self.head[6:10]))[0]
+            self.skip = header_length(bytes(self.head))
             b, self.head = bytes(self.head), bytearray()
         cut = min(self.skip, len(b))
         self.skip -= cut
@@ -835,11 +837,11 @@ def length_label(seconds: float) -> str:
 
 
 def nwc_tiers(nwc: list[str], env: dict) -> list[dict]:
-    p = subprocess.run([*nwc, "tiers", "--json"], capture_output=True, text=True, env=env,
-                       timeout=TIMEOUT_S)
-    if p.returncode != 0:
-        raise SystemExit(f"`nwc tiers --json` failed: {p.stderr.strip()}")
-    return [t for t in json.loads(p.stdout or "[]") if isinstance(t, dict) and t.get("name")]
+    """The installed tiers; no list, no benchmark."""
+    try:
+        return installed_tiers(nwc, env, TIMEOUT_S)
+    except ToolError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def nominal_kbps(t: dict) -> float:

@@ -1,15 +1,17 @@
-"""Many files per command: ``nwc encode a.wav b.wav DIR/ -o OUT_DIR --jobs 4``, and ``--device``.
+"""Many files per command: ``nwc encode a.wav b.wav DIR/ -o OUT_DIR --jobs 4``.
 
 The single-file commands stay as they are; :func:`batched` wraps one so that it also takes
 several inputs (files, or folders searched recursively) with ``-o DIR``, runs the same
 single-file code on each (in a process pool with ``--jobs``), and reports every failure at
 the end, one line per file, exiting 1 if any failed. Each output is written atomically by the
-single-file code, so a failed or interrupted file leaves nothing half-written.
+single-file code, so a failed or interrupted file leaves nothing half-written. ``--device``
+is an option of both modes; ``device.py`` applies it.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +20,9 @@ from pathlib import Path
 
 import click
 
+from . import common
+from .device import defer, use_device
+
 # Suffixes a folder is searched for (files named explicitly are tried whatever their suffix).
 AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif",
                             ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64", ".sf",
@@ -25,7 +30,8 @@ AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", "
                             ".paf", ".ircam", ".mpc", ".nist", ".sph"})
 STREAM_SUFFIXES = frozenset({".nwc"})
 
-# The undecorated single-file command bodies, by command name (looked up in worker processes).
+# The undecorated single-file command bodies, by command name; a worker process imports the
+# body's module (``_job``), which puts it here.
 _COMMANDS: dict[str, Callable[..., None]] = {}
 
 
@@ -71,15 +77,14 @@ def batched(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
                 # (measured 1.6x real time instead of 70x on a 2-vCPU VM); sleep instead. Read
                 # when torch loads, so before the first import (workers inherit it).
                 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            global _deferred_device
-            _deferred_device = None
+            defer(None)
             if out_dir is None:
                 if len(inp) != 1:
                     raise click.UsageError("give IN OUT, or several inputs with -o DIR")
                 if device in ("auto", "cpu"):
-                    # These cannot fail, so they wait for model_device(), which the command
-                    # calls right before it loads its model.
-                    _deferred_device = device
+                    # These cannot fail, so they wait for device.model_device(), which the
+                    # command calls right before it loads its model.
+                    defer(device)
                 else:
                     use_device(device)
                 return fn(inp=inp[0], out=out, **kw)
@@ -88,56 +93,6 @@ def batched(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
         return wrapper
 
     return deco
-
-
-_deferred_device: str | None = None  # a device choice waiting for the model to load
-
-
-def model_device() -> None:
-    """Apply the device choice ``batched`` deferred (imports torch); otherwise nothing.
-
-    Commands call this right before they load their model.
-    """
-    global _deferred_device
-    if _deferred_device is not None:
-        name, _deferred_device = _deferred_device, None
-        use_device(name)
-
-
-_torch_engine = False  # whether use_device() chose torch (cuda) over the NumPy engine
-
-
-def use_device(name: str) -> None:
-    """Run the model on ``name`` in this process; a missing GPU is a one-line error.
-
-    ``auto`` and ``cpu`` run the NumPy engine (no torch import, ``codec/engine.py``);
-    ``cuda[:N]`` runs torch there.
-    """
-    from ..codec import engine
-    from .main import Fatal
-
-    global _torch_engine
-    engine.keep_freed_memory()  # no page-fault churn per packet (see there)
-    try:
-        _torch_engine = engine.uses_torch(name)
-    except ValueError as e:
-        raise Fatal(str(e)) from None
-    if not _torch_engine:
-        return
-    if not engine.torch_available():
-        raise Fatal(f"--device {name} needs torch, which is not installed: "
-                    f"{engine.TORCH_HINT}, or use --device cpu")
-    from ..codec import infer
-
-    try:
-        infer.use_device(infer.pick_device(name))
-    except infer.DeviceError as e:
-        raise Fatal(str(e)) from None
-
-
-def torch_engine() -> bool:
-    """Whether this process codes with torch (after ``model_device``)."""
-    return _torch_engine
 
 
 def find_inputs(paths: list[str], kind: str, out_dir: Path, suffix: str) -> list[Job]:
@@ -179,8 +134,6 @@ def find_inputs(paths: list[str], kind: str, out_dir: Path, suffix: str) -> list
 
 def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: str,
                kw: dict) -> None:
-    from .main import _say
-
     quiet = bool(kw.get("quiet"))
     if kind == "encode":
         suffix = ".nwc"
@@ -193,12 +146,13 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
         if not j.error:
             Path(j.out).parent.mkdir(parents=True, exist_ok=True)
     runnable = [j for j in todo if not j.error]
+    module = _COMMANDS[kind].__module__
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(runnable) > 1:
         seconds = sum(_audio_seconds(kind, j.inp) for j in runnable)
         fit = max(1, int(seconds // AUDIO_PER_WORKER)) if AUDIO_PER_WORKER > 0 else workers
         if fit < min(workers, len(runnable)):
-            _say(quiet, f"nwc: {seconds:.0f} s of audio in {len(runnable)} file(s): using "
+            common.say(quiet, f"nwc: {seconds:.0f} s of audio in {len(runnable)} file(s): using "
                         f"{fit} process(es), not {min(workers, len(runnable))} (a worker costs "
                         f"a few seconds to start; each is worth it for {AUDIO_PER_WORKER} s)")
             workers = fit
@@ -210,18 +164,19 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
         # loads the tier once (and torch, for cuda) and then codes its share of the files.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(runnable)), mp_context=ctx) as pool:
-            futures = [(j, pool.submit(_job, kind, j.inp, j.out, device, kw)) for j in runnable]
+            futures = [(j, pool.submit(_job, kind, module, j.inp, j.out, device, kw))
+                       for j in runnable]
             for j, fut in futures:
                 j.error = fut.result()
     else:
         for j in runnable:
-            j.error = _job(kind, j.inp, j.out, None, kw)
+            j.error = _job(kind, module, j.inp, j.out, None, kw)
     for j in todo:  # usage errors (bad option combinations) concern every file: exit 2
         if j.error.startswith(_USAGE):
             raise click.UsageError(j.error[len(_USAGE):])
     failed = [j for j in todo if j.error]
     verb = "encoded" if kind == "encode" else "decoded"
-    _say(quiet, f"nwc: {verb} {len(todo) - len(failed)} of {len(todo)} file(s) into {out_dir}"
+    common.say(quiet, f"nwc: {verb} {len(todo) - len(failed)} of {len(todo)} file(s) into {out_dir}"
                 + (f"; {len(failed)} failed:" if failed else ""))
     for j in failed:
         click.echo(f"nwc: error: {j.error}", err=True)
@@ -251,11 +206,11 @@ def _audio_seconds(kind: str, path: str) -> float:
         return 0.0
 
 
-def _job(kind: str, inp: str, out: str, device: str | None, kw: dict) -> str:
-    """Code one file with the single-file command; returns '' or a one-line reason."""
-    from . import main  # registers the commands (in a fresh worker process)
-
-    main._Progress.enabled = False  # one bar per file would garble a shared terminal
+def _job(kind: str, module: str, inp: str, out: str, device: str | None, kw: dict) -> str:
+    """Code one file with the single-file command (its body defined in ``module``); returns
+    '' or a one-line reason."""
+    importlib.import_module(module)  # registers the body (in a fresh worker process)
+    common.Progress.enabled = False  # one bar per file would garble a shared terminal
     try:
         if device is not None:
             use_device(device)
@@ -271,6 +226,6 @@ def _job(kind: str, inp: str, out: str, device: str | None, kw: dict) -> str:
             import traceback
 
             traceback.print_exc()
-        msg = main._describe(e)
+        msg = common.describe(e)
         return msg if msg.startswith(inp) else f"{inp}: {msg}"
     return ""

@@ -3,7 +3,6 @@
 I/O and presentation only: reading both inputs (an .nwc stream is decoded in-process and its
 real bitrate measured), the text/JSON report and the spectrogram plot. Alignment and the
 metrics are in ``nwc.evaluation.metrics``; ``nwc encode --verify`` prints the same report.
-Importing this module registers the command on ``nwc.cli.main.cli``.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 from ..evaluation import metrics
 from ..formats import container as fmt
 from .audio_io import AtomicOutput, InputError, open_audio
-from .main import Fatal, cli, debug_option, force_option, handle_errors
+from .common import Fatal, debug_option, force_option, handle_errors
 
 LABELS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "visqol": "ViSQOL"}
 DIGITS = {"pesq_wb": 2, "stoi": 3, "visqol": 2}
@@ -190,7 +189,7 @@ def write_plot(sink: AtomicOutput, al: metrics.Alignment, rate: int, rep: dict) 
         fig.savefig(out, format="png", dpi=100)
 
 
-@cli.command("eval")
+@click.command("eval")
 @click.argument("reference")
 @click.argument("degraded")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

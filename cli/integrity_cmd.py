@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from ..formats import container as fmt
-from .main import Fatal, cli, debug_option, handle_errors, quiet_option
+from .common import Fatal, debug_option, describe, handle_errors, quiet_option
 from .stdio import std_binary
 
 
@@ -49,7 +49,7 @@ def check_stream(path: str) -> tuple[bool, str]:
     return True, f"ok ({st.packets} packets, {frames / h.original_rate:.2f} s)"
 
 
-@cli.command("test")
+@click.command("test")
 @click.argument("files", metavar="FILE...", nargs=-1, required=True)
 @quiet_option
 @debug_option
@@ -61,9 +61,7 @@ def test_cmd(files, quiet, debug) -> None:
         try:
             ok, line = check_stream(path)
         except (fmt.FormatError, OSError, ValueError) as e:
-            from .main import _describe
-
-            ok, line = False, f"FAILED: {_describe(e)}"
+            ok, line = False, f"FAILED: {describe(e)}"
         failed += not ok
         if not ok or not quiet:
             click.echo(f"{path}: {line}", err=True)  # a report, not data: stderr

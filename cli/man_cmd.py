@@ -11,7 +11,6 @@ import inspect
 import click
 
 from .. import __version__
-from .main import cli
 
 
 def _roff(text: str) -> str:
@@ -55,7 +54,10 @@ def render(group: click.Group) -> str:
     return "\n".join(lines) + "\n"
 
 
-@cli.command("man")
-def man() -> None:
+@click.command("man")
+@click.pass_context
+def man(ctx: click.Context) -> None:
     """Print the manual page (roff): `nwc man | man -l -`."""
-    click.echo(render(cli), nl=False)
+    group = ctx.find_root().command
+    assert isinstance(group, click.Group)  # man is a sub-command of the nwc group
+    click.echo(render(group), nl=False)

@@ -14,11 +14,11 @@ import click
 
 from ..formats import container as fmt
 from .audio_io import AtomicOutput
-from .main import Fatal, cli, debug_option, handle_errors, quiet_option
+from .common import Fatal, debug_option, handle_errors, quiet_option
 from .tags import merge, parse_pairs
 
 
-@cli.command("tag")
+@click.command("tag")
 @click.argument("path", metavar="FILE")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Set a tag, replacing its value (repeatable; a key given twice keeps both "

@@ -15,7 +15,7 @@ import click
 
 from ..formats import container as fmt
 from .audio_io import AtomicOutput
-from .main import Fatal, cli, debug_option, force_option, handle_errors, quiet_option
+from .common import Fatal, debug_option, force_option, handle_errors, quiet_option
 from .stdio import std_binary
 
 
@@ -37,7 +37,7 @@ def _layers_for(header: fmt.StreamHeader, bitrate: str) -> int:
         raise Fatal(str(e)) from None
 
 
-@cli.command()
+@click.command()
 @click.argument("inp", metavar="IN")
 @click.argument("out", metavar="OUT")
 @click.option("-l", "--layers", type=click.IntRange(1, 255),

@@ -8,7 +8,7 @@ the signal of a k-stage codec, and because the encoder runs the decoders it depe
 loop), a stream cut to k layers carries exactly the codes a k-layer encode would have written.
 
 This module works on frames and symbols only; framing, gains and the range coder live in
-``api.py`` and ``entropy.py``.
+``payload.py`` and ``entropy.py``.
 """
 
 from __future__ import annotations

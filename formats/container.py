@@ -30,6 +30,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "MAX_PACKET_BYTES",
     "MIN_PACKET_BODY",
+    "PREAMBLE_BYTES",
     "SYNC",
     "ContainerReader",
     "ContainerWriter",
@@ -40,6 +41,7 @@ __all__ = [
     "UnsupportedVersionError",
     "encode_header",
     "encode_packet",
+    "header_length",
     "read_all",
 ]
 
@@ -73,6 +75,7 @@ _PREFIX = struct.Struct("<BBIQ")  # kind, flags, seq, granule: common to every k
 _AUDIO_FIXED = struct.Struct("<HB")  # side length, layer count (AUDIO and END)
 _CRC = struct.Struct("<I")
 _U64S = struct.Struct("<Q")
+PREAMBLE_BYTES = _PREAMBLE.size  # 10: magic, version, header body length
 MIN_PACKET_BODY = _PREFIX.size  # 14: shortest body any kind may have
 
 _CHUNK = 1 << 16  # read granularity; also how far the scanner looks ahead per step
@@ -502,6 +505,11 @@ class ContainerReader:
         self._events: Iterator[Packet | Damage] | None = None
         self.header, self.version, self.header_bytes = self._read_header()
 
+    @property
+    def offset(self) -> int:
+        """Stream bytes consumed so far: right after a packet is yielded, where it ends."""
+        return self._in.offset
+
     def _read_header(self) -> tuple[StreamHeader, tuple[int, int], int]:
         inp = self._in
         complete = inp.fill(_PREAMBLE.size)
@@ -606,6 +614,20 @@ class ContainerReader:
                 continue
             self.ended = packet.kind == END
             yield packet
+
+
+def header_length(preamble: bytes) -> int:
+    """Bytes a stream's header occupies (preamble, body, CRC) from its first
+    ``PREAMBLE_BYTES`` bytes: where the packets start, for tools that split a stream's bytes
+    without parsing them. Checks the magic and the length bound, nothing else."""
+    if len(preamble) < _PREAMBLE.size:
+        raise FormatError("empty or truncated header")
+    magic, _, _, length = _PREAMBLE.unpack_from(preamble, 0)
+    if magic != MAGIC:
+        raise FormatError("not an nwc stream (bad magic)")
+    if length > MAX_HEADER_BYTES:
+        raise FormatError(f"header length {length} exceeds {MAX_HEADER_BYTES}")
+    return _PREAMBLE.size + length + _CRC.size
 
 
 def read_all(data: bytes) -> tuple[StreamHeader, list[Packet | Damage]]:

@@ -144,13 +144,9 @@ def reference_decode(tier, packets, channels: int, total: int,
 
 @pytest.fixture(scope="module")
 def quality():
-    """bench/quality.py imported as a module (bench/ is scripts, not a package)."""
-    bench = str(Path(__file__).resolve().parents[1] / "bench")
-    sys.path.insert(0, bench)
-    try:
-        import quality as q
-    finally:
-        sys.path.remove(bench)
+    """bench/quality.py, the bench package's module."""
+    from bench import quality as q
+
     return q
 
 

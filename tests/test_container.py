@@ -214,6 +214,21 @@ def test_header_helpers_and_read_all() -> None:
     assert header == h and events == PACKETS
 
 
+def test_header_length_and_packet_offsets_split_a_stream() -> None:
+    """Tools that split a stream's bytes (bench/speed.py) ask the format where parts end."""
+    head = encode_header(make_header())
+    assert c.header_length(STREAM[: c.PREAMBLE_BYTES]) == len(head)
+    with pytest.raises(FormatError):
+        c.header_length(b"\x00" * c.PREAMBLE_BYTES)
+    with pytest.raises(FormatError):
+        c.header_length(STREAM[:4])
+    reader = ContainerReader(io.BytesIO(STREAM))
+    ends = [reader.offset for item in reader if isinstance(item, Packet)]
+    sizes = [len(encode_packet(p)) for p in PACKETS]
+    assert ends == [len(head) + sum(sizes[: i + 1]) for i in range(len(sizes))]
+    assert ends[-1] == len(STREAM)
+
+
 def test_writer_handles_partial_writes_and_rules() -> None:
     sink = TrickleSink()
     w = ContainerWriter(sink, make_header(num_layers=2))

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import speech_like
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture(scope="module")
 def diagnose():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import diagnose as d
-    finally:
-        sys.path.remove(str(BENCH))
+    from bench import diagnose as d
+
     return d
 
 

@@ -7,27 +7,14 @@ every test run.
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import fuzz
 
-
-def _load_bench_fuzz():
-    spec = importlib.util.spec_from_file_location("nwc_bench_fuzz", ROOT / "bench" / "fuzz.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fuzz = _load_bench_fuzz()
 MAX_SECONDS = 5.0  # per input, on a busy machine; typical is ~10 ms
 
 
