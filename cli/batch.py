@@ -13,15 +13,22 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import common
 from .device import defer, use_device
+from .stdio import Terminated
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 # Suffixes a folder is searched for (files named explicitly are tried whatever their suffix).
 AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif",
@@ -163,11 +170,17 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
         # spawn: workers start clean (no inherited BLAS/torch threads or CUDA state); each
         # loads the tier once (and torch, for cuda) and then codes its share of the files.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(runnable)), mp_context=ctx) as pool:
-            futures = [(j, pool.submit(_job, kind, module, j.inp, j.out, device, kw))
-                       for j in runnable]
-            for j, fut in futures:
-                j.error = fut.result()
+        with ProcessPoolExecutor(min(workers, len(runnable)), mp_context=ctx,
+                                 initializer=_worker_idle) as pool:
+            try:
+                futures = [(j, pool.submit(_pool_job, kind, module, j.inp, j.out, device, kw))
+                           for j in runnable]
+                for j, fut in futures:
+                    j.error = fut.result()
+            except BaseException as e:   # Ctrl-C, SIGTERM/SIGHUP (stdio.Terminated), a failure
+                # Ctrl-C reached the workers too (one process group): let them clean up.
+                _stop(pool, grace=10.0 if type(e) is KeyboardInterrupt else 0.0)
+                raise
     else:
         for j in runnable:
             j.error = _job(kind, module, j.inp, j.out, None, kw)
@@ -204,6 +217,55 @@ def _audio_seconds(kind: str, path: str) -> float:
             return ContainerReader(f).header.duration or 0.0
     except Exception:  # noqa: BLE001 - the job itself will report an unreadable file
         return 0.0
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float) -> None:
+    """The batch is interrupted: drop the files not started, and signal the running workers
+    (after ``grace`` seconds for them to exit on their own), which remove their temporary
+    outputs and exit instead of finishing their files."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle
+    pool.shutdown(wait=False, cancel_futures=True)   # (this forgets the processes)
+    end = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, end - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(10)
+        if proc.is_alive():   # stuck: no output of its own to clean up any more
+            proc.kill()
+
+
+def _worker_idle() -> None:
+    """A worker between files: Ctrl-C (sent to the whole process group) is the parent's to
+    handle, SIGTERM ends it at once (it holds no output)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _interrupt_once(signum: int, _frame: object) -> None:
+    """A worker's first signal unwinds its file (removing the temporary output); any later
+    one is ignored, so nothing cuts that clean-up short."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+def _pool_job(kind: str, module: str, inp: str, out: str, device: str | None, kw: dict
+              ) -> str:
+    """``_job`` in a worker: interruptible like the single-file command while it writes."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt_once)
+    try:
+        return _job(kind, module, inp, out, device, kw)
+    except KeyboardInterrupt as e:   # Ctrl-C or Terminated: its output is removed, and the
+        os._exit(128 + getattr(e, "signum", signal.SIGINT))   # batch is over: take no more
+    finally:
+        _worker_idle()
 
 
 def _job(kind: str, module: str, inp: str, out: str, device: str | None, kw: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import struct
 import subprocess
@@ -361,6 +362,37 @@ def test_signals_clean_up(sig: int, code: int, weights_dir: Path, coded, tmp_pat
     assert p.returncode == code, err
     _one_line_errors(err.decode())
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no .part, no output
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_batch_signal_stops_the_workers(sig: int, code: int, tmp_path: Path) -> None:
+    """``--jobs``: SIGTERM to nwc, or Ctrl-C to the whole process group, stops the batch at
+    once: the files not started are dropped, the workers remove their temporary outputs."""
+    import soundfile as sf
+
+    x = np.tile(speech_like(20.0, RATE, 1, seed=3), (15, 1))   # 300 s: seconds per file
+    for i in range(3):
+        sf.write(tmp_path / f"in{i}.wav", x, RATE)
+    out = tmp_path / "out"
+    env = dict(os.environ, NWC_AUDIO_PER_WORKER="0", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "nwc", "encode", "-t", "speech-low", "in0.wav",
+                          "in1.wav", "in2.wav", "-o", "out", "--jobs", "2"], cwd=tmp_path,
+                         stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(out.glob(".*.part")):
+        assert p.poll() is None and time.time() < deadline, p.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers are coding (as in _live_decode)
+    if sig == signal.SIGINT:
+        os.killpg(p.pid, sig)   # a terminal's Ctrl-C reaches every process of the group
+    else:
+        p.send_signal(sig)
+    t0 = time.time()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    assert time.time() - t0 < 10   # not after the workers finished their files
+    _one_line_errors(err.decode())
+    assert not list(out.glob(".*.part")), list(out.iterdir())
 
 
 def test_output_that_appears_during_the_run_is_kept(weights_dir: Path, coded,
