@@ -478,7 +478,9 @@ class Report:
     outcomes: Counter = field(default_factory=Counter)
     crashes: Counter = field(default_factory=Counter)
     problems: Counter = field(default_factory=Counter)
-    max_seconds: float = 0.0
+    max_seconds: float = 0.0      # wall time of the slowest input (a loaded machine inflates it)
+    max_cpu: float = 0.0          # CPU time of the most expensive input (what the decode costs)
+    slowest: str = ""             # that input: index, reference, mutation
     max_recovery: int = 0         # LPC filter memory, samples
     examples: list[str] = field(default_factory=list)
 
@@ -497,7 +499,11 @@ def campaign(refs: list[Reference], n: int, seed: int, progress: bool = False,
             break  # reported as the count actually tried
         ref = refs[i % len(refs)]
         name, d = mutate(rng, ref)
+        c0 = time.process_time()
         out = decode(ref, d, crc_only="reframe" not in name)
+        cpu = time.process_time() - c0
+        if cpu > rep.max_cpu:
+            rep.max_cpu, rep.slowest = cpu, f"#{i} {ref.name} {name}"
         out.y = None  # keep no audio around: memory stays what one decode needs
         rep.tried += 1
         rep.outcomes[out.kind] += 1
@@ -558,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'invariant violations':<26}{sum(rep.problems.values()):>8}")
     for p, k in rep.problems.most_common(10):
         print(f"    {p}: {k}")
-    print(f"  max time per input        {rep.max_seconds * 1000:>7.1f} ms")
+    print(f"  max time per input        {rep.max_seconds * 1000:>7.1f} ms wall, "
+          f"{rep.max_cpu * 1000:.1f} ms CPU ({rep.slowest})")
     print(f"  peak RSS                  {peak_rss / 1024:>7.0f} MiB (after the clean "
           f"references: {base_rss / 1024:.0f} MiB; cap {args.mem_cap_mb or '-'} MiB)")
     if tier.lpc:
