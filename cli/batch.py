@@ -179,7 +179,13 @@ def _run_batch(kind: str, paths: list[str], out_dir: Path, jobs: int, device: st
                     j.error = fut.result()
             except BaseException as e:   # Ctrl-C, SIGTERM/SIGHUP (stdio.Terminated), a failure
                 # Ctrl-C reached the workers too (one process group): let them clean up.
-                _stop(pool, grace=10.0 if type(e) is KeyboardInterrupt else 0.0)
+                codes = _stop(pool, grace=10.0 if type(e) is KeyboardInterrupt else 0.0)
+                signals = [c - 128 for c in codes if c is not None and c - 128 in _SIGNALS]
+                if signals and not isinstance(e, KeyboardInterrupt):
+                    # A worker stopped by a signal broke the pool before this process saw
+                    # its own copy of the signal: report the signal, not the broken pool.
+                    raise (KeyboardInterrupt() if signals[0] == signal.SIGINT
+                           else Terminated(signals[0])) from None
                 raise
     else:
         for j in runnable:
@@ -219,7 +225,10 @@ def _audio_seconds(kind: str, path: str) -> float:
         return 0.0
 
 
-def _stop(pool: ProcessPoolExecutor, grace: float) -> None:
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float) -> list[int | None]:
     """The batch is interrupted: drop the files not started, and signal the running workers
     (after ``grace`` seconds for them to exit on their own), which remove their temporary
     outputs and exit instead of finishing their files."""
@@ -235,21 +244,30 @@ def _stop(pool: ProcessPoolExecutor, grace: float) -> None:
         proc.join(10)
         if proc.is_alive():   # stuck: no output of its own to clean up any more
             proc.kill()
+    return [proc.exitcode for proc in procs]
 
 
 def _worker_idle() -> None:
     """A worker between files: Ctrl-C (sent to the whole process group) is the parent's to
     handle, SIGTERM ends it at once (it holds no output)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, _ignore)   # Python handlers, not SIG_IGN/SIG_DFL: see
+    for sig in (signal.SIGTERM, signal.SIGHUP):   # _interrupt_once
+        signal.signal(sig, _exit_now)
+
+
+def _exit_now(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    pass
 
 
 def _interrupt_once(signum: int, _frame: object) -> None:
     """A worker's first signal unwinds its file (removing the temporary output); any later
     one is ignored, so nothing cuts that clean-up short."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+    for sig in _SIGNALS:   # a no-op, not SIG_IGN: a signal already pending would then
+        signal.signal(sig, _ignore)   # raise "ignored due to race condition" in the clean-up
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated(signum)
@@ -258,7 +276,7 @@ def _interrupt_once(signum: int, _frame: object) -> None:
 def _pool_job(kind: str, module: str, inp: str, out: str, device: str | None, kw: dict
               ) -> str:
     """``_job`` in a worker: interruptible like the single-file command while it writes."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in _SIGNALS:
         signal.signal(sig, _interrupt_once)
     try:
         return _job(kind, module, inp, out, device, kw)

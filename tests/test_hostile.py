@@ -358,7 +358,10 @@ def test_signals_clean_up(sig: int, code: int, weights_dir: Path, coded, tmp_pat
                           ) -> None:
     p = _live_decode(weights_dir, tmp_path, coded)
     p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+    p.wait(timeout=60)  # stdin stays open: closing it first races the signal (an EOF is a cut)
+    err = p.stderr.read()
+    assert p.stdin is not None
+    p.stdin.close()
     assert p.returncode == code, err
     _one_line_errors(err.decode())
     assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # no .part, no output
