@@ -337,10 +337,17 @@ def test_concealment_grows_back_into_the_next_packet() -> None:
 # ----------------------------------------------------------------- signals and outputs
 
 
+def _foreground() -> None:
+    """As a command typed at a terminal: SIGINT not ignored (a shell's background job, such
+    as a CI runner started with &, passes SIGINT on ignored, and Python keeps it so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _live_decode(weights: Path, cwd: Path, coded, out: str = "o.wav") -> subprocess.Popen:
     """``nwc decode - OUT`` fed the start of a stream; returns once OUT's .part exists."""
     p = subprocess.Popen([sys.executable, "-m", "nwc", "decode", "-", out], cwd=cwd,
-                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=nwc_env(weights))
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=nwc_env(weights),
+                         preexec_fn=_foreground)
     h, packets, _ = coded
     p.stdin.write(_header(h) + b"".join(_audio(q) for q in packets[:2]))
     p.stdin.flush()
@@ -380,7 +387,8 @@ def test_batch_signal_stops_the_workers(sig: int, code: int, tmp_path: Path) -> 
     env = dict(os.environ, NWC_AUDIO_PER_WORKER="0", PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, "-m", "nwc", "encode", "-t", "speech-low", "in0.wav",
                           "in1.wav", "in2.wav", "-o", "out", "--jobs", "2"], cwd=tmp_path,
-                         stderr=subprocess.PIPE, env=env, start_new_session=True)
+                         stderr=subprocess.PIPE, env=env, start_new_session=True,
+                         preexec_fn=_foreground)
     deadline = time.time() + 120
     while not list(out.glob(".*.part")):
         assert p.poll() is None and time.time() < deadline, p.stderr.read()
