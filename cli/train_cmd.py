@@ -70,6 +70,14 @@ from .common import Fatal, debug_option, handle_errors, kbps_arg, quiet_option
               show_default=True, help="Write the resumable run state this often.")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="CPU threads for training.")
+@click.option("--kernels", type=click.Choice(["auto", "fast", "module"]), default="auto",
+              show_default=True,
+              help="fast: the stages through channels-last GEMM kernels (auto on a CPU); "
+                   "module: the modules' own forward (the reference).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
+              show_default=True,
+              help="auto: bfloat16 autocast for the stages where the CPU or GPU has it "
+                   "natively (float32 weights, quantizer and losses).")
 @click.option("--run-dir", help="Checkpoint folder (default: .OUT.run beside OUT).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed (initialisation and batches).")
@@ -79,8 +87,8 @@ from .common import Fatal, debug_option, handle_errors, kbps_arg, quiet_option
 def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, freeze, name,
           resume, init_from, device, max_steps, max_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, schedule,
-          ramp_steps, ramp_start, eval_minutes, eval_clips, checkpoint_minutes, threads, run_dir,
-          seed, quiet, debug) -> None:
+          ramp_steps, ramp_start, eval_minutes, eval_clips, checkpoint_minutes, threads,
+          kernels, precision, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
     from ..codec.engine import torch_available
 
@@ -109,7 +117,8 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
                       ramp_steps=ramp_steps,
                       eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,
                       checkpoint_minutes=checkpoint_minutes,
-                      device=device, threads=threads, resume=resume,
+                      device=device, threads=threads, kernels=kernels, precision=precision,
+                      resume=resume,
                       init_from=init_from or "", run_dir=run_dir or "",
                       model=model_options(quantizer, plan, channels, code_channels, harp))
     try:

@@ -64,14 +64,17 @@ class Cascade(nn.Module):
         return 1.0 if k == 0 else self.cfg.res_scale
 
     def forward(self, frames: torch.Tensor, quantize: bool = True,
-                n_stages: int | None = None) -> StageOutput:
-        """Training pass over (N, frame) normalised frames."""
+                n_stages: int | None = None, fast: bool = False) -> StageOutput:
+        """Training pass over (N, frame) normalised frames; ``fast`` runs each stage through
+        ``infer.train_forward``'s kernels (the same function, faster on a CPU)."""
         total = torch.zeros_like(frames)
         out = StageOutput([], [], [], frames.new_zeros(()))
         penalty_sum = frames.new_zeros(())
-        for k, stage in enumerate(self.stages[: n_stages or len(self.stages)]):
+        for k, stage in enumerate(self.nwc_stages[: n_stages or len(self.stages)]):
             s = self.scale(k)
-            rec, bits, penalty, lat = stage((frames - total) * s, quantize)
+            x = (frames - total) * s
+            rec, bits, penalty, lat = infer.train_forward(stage, x, quantize) if fast \
+                else stage(x, quantize)
             total = total + rec / s
             out.recs.append(total)
             out.bits.append(bits)

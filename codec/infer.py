@@ -36,11 +36,21 @@ from torch.nn import functional as F
 from .model import NWC, GatedBlock, SubPixel1d
 
 _SLOPE = 0.2  # the leaky ReLU slope of model.py
+# Widest unfolded window (in channels × taps) the GEMM path builds: beyond it (the paper plan's
+# 55-tap convolutions over 100+ channels) the copy costs more than oneDNN's own kernel.
+_GEMM_MAX_WINDOW = 1024
 
 
 def _conv2d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """A ``Conv1d`` applied to an (N, C, 1, T) tensor as the equivalent ``conv2d``."""
+    """A ``Conv1d`` applied to an (N, C, 1, T) tensor as the equivalent ``conv2d``.
+
+    Under CPU autocast a grouped one stays in float32: oneDNN's bf16 depthwise backward is
+    twice as slow as its float32 one on these shapes (the GEMMs gain from bf16, it loses)."""
     pad = cast(tuple[int, ...], conv.padding)[0]  # numeric padding in every NWC layer
+    if conv.groups > 1 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.conv2d(x.float(), conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]),
+                            (0, pad), (1, conv.dilation[0]), conv.groups)
     return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]),
                     (0, pad), (1, conv.dilation[0]), conv.groups)
 
@@ -83,8 +93,41 @@ def _channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return _conv2d(conv, _as_4d(x)).squeeze(2).contiguous()
 
 
-def _conv(conv: nn.Conv1d, x: torch.Tensor, cl: bool) -> torch.Tensor:
+def _conv_linear(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A dense ``Conv1d`` on channels-last (N, C, 1, T) as one GEMM over (N·T', C·K) windows.
+
+    Channels-last memory is (N, 1, T, C), so a 1×1 convolution is ``F.linear`` on it with no
+    copy, and a strided one on its unfolded windows (C major, tap minor: the weight's own
+    (Cout, C·K) order): GEMMs reach several times oneDNN's speed on these small 1-D shapes,
+    forward and backward."""
+    k, s = conv.kernel_size[0], conv.stride[0]
+    pad = cast(tuple[int, ...], conv.padding)[0]
+    nhwc = x.permute(0, 2, 3, 1)                                   # (N, 1, T, C), a view
+    if k == 1 and s == 1 and pad == 0:
+        y = F.linear(nhwc, conv.weight[:, :, 0], conv.bias)
+    elif k % s == 0:
+        # Windows as k/s shifted views of stride-sized blocks (tap-major, channel-minor):
+        # their concatenation's backward is slicing, where unfold's is a slow scatter.
+        n, _, t, c = nhwc.shape
+        q, t_out = k // s, (t + 2 * pad - k) // s + 1
+        blocks = F.pad(nhwc, (0, 0, pad, (t_out + q - 1) * s - t - pad))
+        blocks = blocks.reshape(n, 1, t_out + q - 1, s * c)
+        win = torch.cat([blocks[:, :, i:i + t_out] for i in range(q)], dim=-1) if q > 1 \
+            else blocks
+        y = F.linear(win, conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1),
+                     conv.bias)
+    else:
+        win = F.pad(nhwc, (0, 0, pad, pad)).unfold(2, k, s)        # (N, 1, T', C, K)
+        y = F.linear(win.reshape(*win.shape[:3], -1),
+                     conv.weight.reshape(conv.out_channels, -1), conv.bias)
+    return y.permute(0, 3, 1, 2)                                   # (N, Cout, 1, T'), CL
+
+
+def _conv(conv: nn.Conv1d, x: torch.Tensor, cl: bool, gemm: bool = False) -> torch.Tensor:
     if cl:
+        if gemm and conv.groups == 1 and conv.dilation[0] == 1 \
+                and conv.in_channels * conv.kernel_size[0] <= _GEMM_MAX_WINDOW:
+            return _conv_linear(conv, x)
         return _conv2d(conv, x)
     if conv.groups > 1:
         return _depthwise_exact(conv, x)
@@ -108,26 +151,39 @@ def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
     return out if conv.bias is None else out + conv.bias[None, :, None]
 
 
-def _gated(block: GatedBlock, x: torch.Tensor, exact: bool, cl: bool) -> torch.Tensor:
-    h = F.leaky_relu(_conv(block.squeeze, x, cl), _SLOPE)
+def _subpixel_nhwc(x: torch.Tensor, r: int) -> torch.Tensor:
+    """``SubPixel1d`` on channels-last (N, C·r, 1, T) with one copy: out[c, t·r + i] is
+    in[c·r + i, t], i.e. in NHWC memory (N, T, C, r) → (N, T, r, C)."""
+    n, c, _, t = x.shape
+    y = x.permute(0, 2, 3, 1).reshape(n, t, c // r, r).transpose(2, 3)
+    return y.reshape(n, 1, t * r, c // r).permute(0, 3, 1, 2)
+
+
+def _gated(block: GatedBlock, x: torch.Tensor, exact: bool, cl: bool, gemm: bool = False
+           ) -> torch.Tensor:
+    h = F.leaky_relu(_conv(block.squeeze, x, cl, gemm), _SLOPE)
     a, b = _conv(block.depthwise, h, cl).chunk(2, dim=1)
     if exact:
         g = a * torch.tanh(b)
     else:  # tanh(b) = 2·sigmoid(2b) − 1, with the vectorised sigmoid
         g = a * (torch.sigmoid(b * 2.0) * 2.0 - 1.0)
-    y = _conv(block.expand, g, cl) + (x if block.skip is None else _conv(block.skip, x, cl))
+    y = _conv(block.expand, g, cl, gemm) + (x if block.skip is None
+                                            else _conv(block.skip, x, cl, gemm))
     return F.leaky_relu(y, _SLOPE) if block.activate else y
 
 
-def _run(layers: nn.Sequential, x: torch.Tensor, exact: bool, cl: bool) -> torch.Tensor:
+def _run(layers: nn.Sequential, x: torch.Tensor, exact: bool, cl: bool, gemm: bool = False
+         ) -> torch.Tensor:
     """Run ``layers`` on (N, C, T), or on channels-last (N, C, 1, T) when ``cl``."""
     for layer in layers:
         if isinstance(layer, GatedBlock):
-            x = _gated(layer, x, exact, cl)
+            x = _gated(layer, x, exact, cl, gemm)
         elif isinstance(layer, nn.Conv1d):
-            x = _conv(layer, x, cl)
+            x = _conv(layer, x, cl, gemm)
         elif isinstance(layer, nn.Sequential):  # residual stacks, SeparableConv1d
-            x = _run(layer, x, exact, cl)
+            x = _run(layer, x, exact, cl, gemm)
+        elif cl and gemm and isinstance(layer, SubPixel1d):
+            x = _subpixel_nhwc(x, layer.r)
         elif cl and isinstance(layer, SubPixel1d):
             n, c, _, t = x.shape
             x = _as_4d(x.squeeze(2).reshape(n, c // layer.r, layer.r, t).transpose(2, 3)
@@ -163,13 +219,14 @@ def _device_of(module: nn.Module) -> torch.device:
     return dev
 
 
-def _runner(exact: bool, cl: bool) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+def _runner(exact: bool, cl: bool, gemm: bool = False
+            ) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
     """Run a part of an NWC (a Sequential of layers, or one convolution) with these kernels."""
     def run(part: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if isinstance(part, nn.Sequential):
-            return _run(part, x, exact, cl)
+            return _run(part, x, exact, cl, gemm)
         assert isinstance(part, nn.Conv1d)
-        return _conv(part, x, cl)
+        return _conv(part, x, cl, gemm)
     return run
 
 
@@ -201,6 +258,20 @@ def decode(model: NWC, latents: torch.Tensor, exact: bool = False) -> torch.Tens
         return model.run_decoder(x, _runner(exact=True, cl=False))[:, 0, :].to(latents.device)
     y = model.run_decoder(_as_4d(x), _runner(exact=False, cl=True), _contiguous_cl)
     return y[:, 0, 0, :].to(latents.device)
+
+
+def train_forward(model: NWC, frames: torch.Tensor, quantize: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``NWC.forward`` for training, differentiable, through the fast kernels: channels-last
+    throughout, dense convolutions as GEMMs (``_conv_linear``), depthwise ones on oneDNN's
+    channels-last kernel, the gate's tanh through sigmoid. The same function as the modules'
+    forward to float rounding (``tests/test_train_speed.py``), about twice as fast per step
+    on a CPU, forward and backward."""
+    run = _runner(exact=False, cl=True, gemm=True)
+    y = model.run_encoder(_as_4d(frames[:, None, :]), run)[:, :, 0, :]
+    yq, bits, penalty = model.quantize(y, quantize)
+    rec = model.run_decoder(_as_4d(yq), run, _contiguous_cl)[:, 0, 0, :]
+    return rec, bits, penalty, y
 
 
 class DeviceError(RuntimeError):

@@ -196,10 +196,19 @@ class NWC(nn.Module):
         """(B, symbol_channels, steps) dequantized latents → (B, frame)."""
         return self.run_decoder(latents)[:, 0, :]
 
+    def quantize(self, y: torch.Tensor, quantize: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The quantizer, in float32 even under autocast: rounding, the noise proxy and the
+        rate model need the precision (a bf16 latent near 10 is 0.06 off)."""
+        if y.dtype in (torch.bfloat16, torch.float16):
+            y = y.float()
+        with torch.autocast(y.device.type, enabled=False):
+            return self.quantizer(y, quantize)
+
     def forward(self, frames: torch.Tensor, quantize: bool = True):
         """Training pass: returns (reconstruction, bits per symbol, quantizer penalty, latents)."""
         y = self.encode(frames)
-        yq, bits, penalty = self.quantizer(y, quantize)
+        yq, bits, penalty = self.quantize(y, quantize)
         return self.decode(yq), bits, penalty, y
 
 

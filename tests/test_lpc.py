@@ -133,6 +133,29 @@ def test_training_synthesis_matches_the_decoder_and_has_gradients() -> None:
     assert a_t.grad[0, :, 1:].abs().sum() > 0
 
 
+def test_training_synthesis_is_the_sum_of_each_sets_convolution() -> None:
+    """The run-by-run synthesis equals its definition: Σ_s conv(e masked to set s, h_s),
+    values and gradients (to float64 rounding), for the training packets' set layout."""
+    rng = np.random.default_rng(5)
+    p, n, length = 16, 16 * 480 + 32, 64
+    idx = torch.from_numpy(lpc.set_index(n, 480, 32, p))
+    e = torch.tensor(rng.standard_normal((3, n)), requires_grad=True)
+    h = torch.tensor(rng.standard_normal((3, p + 1, length)) * 0.5 ** np.arange(length),
+                     requires_grad=True)
+    y = lpc_torch.synthesize_torch(e, h, idx)
+    onehot = torch.nn.functional.one_hot(idx, p + 1).double().T            # (S, n)
+    full = (e[:, None, :] * onehot).reshape(-1, 1, n)
+    ref = torch.nn.functional.conv1d(torch.nn.functional.pad(full, (length - 1, 0)).reshape(
+        1, -1, n + length - 1), h.reshape(-1, 1, length).flip(-1), groups=3 * (p + 1))
+    ref = ref.reshape(3, p + 1, n).sum(1)
+    torch.testing.assert_close(y, ref, atol=1e-10, rtol=1e-9)
+    g = torch.randn(3, n, dtype=torch.float64)
+    ge, gh = torch.autograd.grad((y * g).sum(), (e, h))
+    re, rh = torch.autograd.grad((ref * g).sum(), (e, h))
+    torch.testing.assert_close(ge, re, atol=1e-10, rtol=1e-9)
+    torch.testing.assert_close(gh, rh, atol=1e-10, rtol=1e-9)
+
+
 def test_highpass_is_the_prefilter_without_pre_emphasis() -> None:
     x = speech_like(0.3, seed=1)[:, 0].astype(np.float64)
     h = lpc.highpass(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .kernels import KERNELS, PRECISIONS
 from .objective import PRESETS, weights_for
 
 SCHEDULES = ("cosine", "open")
@@ -46,6 +47,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 1
+    kernels: str = "auto"              # kernels.KERNELS: fast (CPU default) or the modules
+    precision: str = "auto"            # kernels.PRECISIONS: bf16 autocast where native
     resume: bool = False
     init_from: str = ""
     run_dir: str = ""
@@ -70,6 +73,11 @@ class TrainConfig:
             self.weights  # noqa: B018 - raises on unknown terms
         except KeyError as e:
             raise ConfigError(str(e.args[0])) from None
+        if self.kernels not in KERNELS:
+            raise ConfigError(f"unknown kernels {self.kernels!r}; use {', '.join(KERNELS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use "
+                              f"{', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use "
                               f"{' or '.join(SCHEDULES)}")

@@ -31,7 +31,7 @@ from ..codec.framing import Framing, split_frames
 from ..codec.gain import GAIN_BITS
 from ..codec.model import NWCConfig
 from ..codec.tier import Tier, build, load_path
-from . import checkpoint, rate
+from . import checkpoint, kernels, rate
 from .config import ConfigError, TrainConfig
 from .data import PacketSampler, list_audio, load_mono
 from .evaluate import evaluate, excerpt
@@ -81,7 +81,7 @@ def load_data(cfg: TrainConfig, framing: Framing, rank: int) -> Data:
     signals = [load_mono(p, cfg.sample_rate) for p in train_files]
     sampler = PacketSampler(signals, framing, seed=cfg.seed * 1000 + rank)
     pick = dev_files[:: max(1, len(dev_files) // cfg.eval_clips)][: cfg.eval_clips] \
-        if dev_files else []
+        if dev_files and cfg.eval_clips > 0 else []
     dev = [excerpt(load_mono(p, cfg.sample_rate), 8 * cfg.sample_rate) for p in pick]
     dev = [d for d in dev if d.shape[0] >= cfg.sample_rate]
     seconds = sum(s.shape[0] for s in signals) / cfg.sample_rate
@@ -161,6 +161,8 @@ class Trainer:
             _log(f"data: {self.data.files} train files ({self.data.train_seconds / 60:.1f} min), "
                  f"{len(self.data.dev)} dev clips, loaded in {time.time() - t0:.0f} s")
         self.model, self.ccfg = build_model(cfg, self.data.sampler, self.framing)
+        self.fast = kernels.use_fast_kernels(cfg.kernels, self.device)
+        self.amp = kernels.autocast_dtype(cfg.precision, self.device)
         self._setup_optimizer()
         self._setup_rate()
         self.step_count, self.elapsed, self.cpu_seconds = 0, 0.0, 0.0
@@ -305,7 +307,8 @@ class Trainer:
         batch = make_batch(self.model, self.data.sampler.raw_batch(cfg.batch, LPC_WARM), f,
                            cfg.sample_rate, quantize, self.device)
         frames = batch.x.unfold(1, f.frame, f.hop).reshape(-1, f.frame)
-        out = self.net(frames, quantize)
+        with kernels.autocast(self.device, self.amp):  # the stages only: losses in fp32
+            out = self.net(frames, quantize, fast=self.fast)
         loss, dist_loss, _ = self._loss(batch, out, quantize)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -337,7 +340,7 @@ class Trainer:
                 "bits": "/".join(f"{float(h):.2f}" for h in hard), "kbps": f"{kbps:.1f}",
                 "lam": "/".join(f"{c.lam:.2g}" for c in self.ctrls)}
         if batch.lpc is not None:
-            post["lsd"] = f"{float(batch.lpc.lsd) ** 0.5:.2f}dB"
+            post["lsd"] = f"{float(batch.lpc.lsd.detach()) ** 0.5:.2f}dB"
         self.bar.update(1)
         self.bar.set_postfix(post, refresh=False)
 
