@@ -83,9 +83,59 @@ def per_step(v: Variant, case: str, data: Path, steps: tuple[int, int], cpu: int
     return (times[1] - times[0]) / (steps[1] - steps[0])
 
 
+def profile_step(case: str, data: Path, steps: int, kernels: str, precision: str
+                 ) -> list[list[str]]:
+    """CPU milliseconds per part of one training step of this checkout (in-process, one
+    thread, ``steps`` steps after 5 of warm-up), as table rows."""
+    import torch
+    from nwc.train import kernels as kern
+    from nwc.train.config import TrainConfig
+    from nwc.train.inputs import LPC_WARM, make_batch
+    from nwc.train.trainer import Trainer
+
+    sub, rate, opts = CASES[case]
+    torch.set_num_threads(1)
+    cfg = TrainConfig(data=str(data / sub), out=str(Path(tempfile.gettempdir()) / "nwc-prof"),
+                      lpc="--lpc" in opts, bitrate=float(opts[-1].rstrip("k")) * 1000,
+                      sample_rate=rate, max_steps=10 ** 6, warmup_steps=0, eval_clips=0,
+                      kernels=kernels, precision=precision)
+    tr = Trainer(cfg, progress=False)
+    f, parts = tr.framing, {}
+
+    def tick(name: str, t0: float) -> float:
+        parts[name] = parts.get(name, 0.0) + time.process_time() - t0
+        return time.process_time()
+
+    for i in range(steps + 5):
+        if i == 5:
+            parts.clear()
+        t = time.process_time()
+        raw = tr.data.sampler.raw_batch(cfg.batch, LPC_WARM)
+        t = tick("sample packets", t)
+        batch = make_batch(tr.model, raw, f, rate, True, tr.device)
+        t = tick("front end (gains; LPC analysis, LSF quantizer, residual)", t)
+        frames = batch.x.unfold(1, f.frame, f.hop).reshape(-1, f.frame)
+        with kern.autocast(tr.device, tr.amp):
+            out = tr.net(frames, True, fast=tr.fast)
+        t = tick("stages forward", t)
+        loss, _, _ = tr._loss(batch, out, True)
+        t = tick("overlap-add, LPC synthesis, loss terms", t)
+        tr.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t = tick("backward", t)
+        torch.nn.utils.clip_grad_norm_(tr.model.parameters(), 1.0)
+        tr.opt.step()
+        t = tick("clip + Adam", t)
+        tr._hard_bits(batch, out)
+        tick("hard bits (rate controller)", t)
+    total = sum(parts.values())
+    rows = [[k, f"{1000 * v / steps:.1f}", f"{100 * v / total:.0f} %"] for k, v in parts.items()]
+    return rows + [["step", f"{1000 * total / steps:.1f}", "100 %"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--old-python", required=True,
+    ap.add_argument("--old-python",
                     help="Python of the baseline install (its own venv)")
     ap.add_argument("--data", type=Path, default=Path("../corpus"),
                     help="corpus root with speech/ and music/ (build_corpus.sh)")
@@ -93,7 +143,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="10,110", help="the two step counts A,B")
     ap.add_argument("--cpu", type=int, default=None, help="pin every run to this core")
     ap.add_argument("--out-md", type=Path, help="also write the table here")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead: CPU time per part of a step of this checkout, per case, "
+                         "for the reference and the default kernels")
     args = ap.parse_args(argv)
+    if args.profile:
+        lines = []
+        for case in args.cases.split(","):
+            for kernels, precision in (("module", "fp32"), ("auto", "auto")):
+                lines += ["", f"{case}, --kernels {kernels} --precision {precision} "
+                              "(CPU ms per step):", ""]
+                lines += md_table(["part", "ms", "share"],
+                                  profile_step(case, args.data, 30, kernels, precision))
+        print("\n".join(lines))
+        return 0
+    if not args.old_python:
+        ap.error("--old-python is required (unless --profile)")
     a, b = (int(s) for s in args.steps.split(","))
     new = sys.executable
     variants = [

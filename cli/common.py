@@ -50,7 +50,7 @@ def handle_errors(fn: Callable) -> Callable:
                 pass
             sys.exit(0)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (stdio.Terminated)
-            signum = e.signum if isinstance(e, Terminated) else 2
+            signum = e.signum if isinstance(e, Terminated) else getattr(e, "signum", 2)
             click.echo(f"nwc: {'terminated' if signum != 2 else 'interrupted'}", err=True)
             sys.exit(128 + signum)
         except click.exceptions.Exit:

@@ -215,6 +215,34 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir: Path, tmp_path:
     assert json.loads((run_dir / "ckpt.json").read_text())["step"] == step + 3
 
 
+def test_sigterm_checkpoints_the_last_whole_step(data_dir: Path, tmp_path: Path) -> None:
+    """A polite stop (SIGTERM, as `kill` or a session's end sends) finishes the step,
+    writes its checkpoint and exits 143: the relay loses nothing."""
+    out, run_dir = tmp_path / "stopped", tmp_path / "run"
+    cmd = [sys.executable, "-m", "nwc", "train", str(data_dir), "--out", str(out),
+           "--run-dir", str(run_dir), "--max-steps", "100000", "--schedule", "open",
+           "--checkpoint-minutes", "0.002", *TINY_ARGS]
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            state = run_dir / "ckpt.json"
+            if state.exists() and json.loads(state.read_text())["step"] >= 3:
+                break
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    line = next(x for x in err.splitlines() if "stopped by SIGTERM" in x)
+    step = int(line.split(" at step ")[1].split(":")[0])
+    assert json.loads((run_dir / "ckpt.json").read_text())["step"] == step >= 3
+    assert not out.with_suffix(".json").exists()  # no half-finished tier
+
+
 def test_a_continued_tier_carries_its_lineage(trained: Path, data_dir: Path,
                                               tmp_path: Path) -> None:
     src = json.loads(trained.with_suffix(".json").read_text())["meta"]

@@ -14,10 +14,14 @@ data-parallel (NCCL on GPUs, gloo on CPUs); rank 0 evaluates, logs and writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -139,6 +143,36 @@ def prior_training(cfg: TrainConfig) -> dict:
             "history": history}
 
 
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Hold SIGINT/SIGTERM/SIGHUP back while the block runs: each is recorded in the yielded
+    list (the loop checks it between steps) instead of interrupting a half-applied
+    optimizer step. Only in the main thread (elsewhere signals cannot be caught)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP")
+                                              else [])
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        if old[s] is not signal.SIG_IGN:
+            signal.signal(s, lambda signum, _frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was asked to stop (a signal) and has written its checkpoint."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class Trainer:
     """One run: set up from a ``TrainConfig`` (resuming its run folder if asked), then
     ``run()`` steps until the step or time budget is spent."""
@@ -169,6 +203,7 @@ class Trainer:
         self.history: list[dict] = []
         self.prior = prior_training(cfg)  # what the --init-from tier had already trained
         self.bad_steps = 0  # consecutive steps dropped for non-finite gradients
+        self._last_eval = self._last_ckpt = 0.0  # wall clock of the last evaluation/checkpoint
         if cfg.resume and checkpoint.exists(self.run_dir):
             self._resume()
         self.bar = None
@@ -400,26 +435,42 @@ class Trainer:
                 "layers": layers}
 
     def run(self) -> Tier | None:
-        """Train until the budget is spent; returns the exported tier on rank 0."""
-        cfg = self.cfg
-        last_ckpt = last_eval = time.time()
+        """Train until the budget is spent; returns the exported tier on rank 0. A SIGINT,
+        SIGTERM or SIGHUP ends the current step, writes a checkpoint and raises ``Stopped``."""
+        self._last_eval = self._last_ckpt = time.time()
         start_wall = time.time() - self.elapsed
         cpu0 = time.process_time() - self.cpu_seconds
-        while not self.done():
-            stepped = self.step()
-            self.elapsed = time.time() - start_wall
-            self.cpu_seconds = time.process_time() - cpu0
-            if not stepped or self.rank != 0:
-                continue
-            now = time.time()
-            if self.step_count >= cfg.warmup_steps and self.data.dev \
-                    and now - last_eval > cfg.eval_minutes * 60:
-                self.evaluate()
-                last_eval = time.time()
-            if now - last_ckpt > cfg.checkpoint_minutes * 60:
-                self.checkpoint()
-                last_ckpt = time.time()
+        with deferred_signals() as caught:
+            while not self.done():
+                stepped = self.step()
+                self.elapsed = time.time() - start_wall
+                self.cpu_seconds = time.process_time() - cpu0
+                if caught:  # a whole step is done: checkpoint it and leave
+                    self._stop(caught[0])
+                if stepped and self.rank == 0:
+                    self._periodic()
         return self._finish()
+
+    def _stop(self, signum: int) -> None:
+        """Write the checkpoint of the last whole step and leave (exit 128 + signal)."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.rank == 0:
+            self.checkpoint()
+            _log(f"stopped by {signal.Signals(signum).name} at step {self.step_count}: "
+                 f"checkpoint in {self.run_dir} (continue with --resume)")
+        raise Stopped(signum)
+
+    def _periodic(self) -> None:
+        """Evaluate and checkpoint when their intervals have passed (rank 0)."""
+        cfg, now = self.cfg, time.time()
+        if self.step_count >= cfg.warmup_steps and self.data.dev \
+                and now - self._last_eval > cfg.eval_minutes * 60:
+            self.evaluate()
+            self._last_eval = time.time()
+        if now - self._last_ckpt > cfg.checkpoint_minutes * 60:
+            self.checkpoint()
+            self._last_ckpt = time.time()
 
     def _finish(self) -> Tier | None:
         if self.bar is not None:
