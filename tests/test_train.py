@@ -215,6 +215,19 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir: Path, tmp_path:
     assert json.loads((run_dir / "ckpt.json").read_text())["step"] == step + 3
 
 
+@pytest.mark.parametrize("kernels,precision", [("module", "bf16"), ("fast", "fp32")])
+def test_every_kernel_and_precision_trains(data_dir: Path, tmp_path: Path, kernels: str,
+                                           precision: str) -> None:
+    """The GPU's configuration (modules under bf16 autocast) and the float32 fast path run
+    here too, shapes and all, and record their choice in the tier."""
+    out = tmp_path / "k"
+    r = train_cli(data_dir, "--out", out, "--max-steps", "8", "--lpc", "--kernels", kernels,
+                  "--precision", precision, *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(out.with_suffix(".json").read_text())["meta"]["training"]["config"]
+    assert (cfg["kernels"], cfg["precision"]) == (kernels, precision)
+
+
 def test_sigterm_checkpoints_the_last_whole_step(data_dir: Path, tmp_path: Path) -> None:
     """A polite stop (SIGTERM, as `kill` or a session's end sends) finishes the step,
     writes its checkpoint and exits 143: the relay loses nothing."""
