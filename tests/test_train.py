@@ -277,3 +277,21 @@ def test_a_continued_tier_carries_its_lineage(trained: Path, data_dir: Path,
     assert r.returncode == 0, r.stderr
     rows = r.stdout.strip().splitlines()[2:]
     assert len(rows) == len(meta["history"]) and rows[-1].split()[0] == str(t["total_steps"])
+
+
+def test_history_plot_is_a_png_and_never_clobbers(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+
+    def tiers(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "nwc", "tiers", *args],
+                              capture_output=True, text=True, env=_env(), timeout=120)
+
+    r = tiers("--history", "speech-lpc-layered", "--plot", str(png))
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "L3 kbps" in r.stdout
+    before = png.read_bytes()
+    r = tiers("--history", "speech-lpc-layered", "--plot", str(png))
+    assert r.returncode == 1 and "exists" in r.stderr and png.read_bytes() == before
+    r = tiers("--plot", str(tmp_path / "x.png"))
+    assert r.returncode == 2 and "--history" in r.stderr and not (tmp_path / "x.png").exists()
