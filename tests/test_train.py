@@ -188,6 +188,16 @@ def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _wait_for_checkpoint(run_dir: Path, step: int, timeout: float = 120) -> None:
+    """Until the run folder holds a checkpoint of at least ``step`` steps (or the timeout)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = run_dir / "ckpt.json"
+        if state.exists() and json.loads(state.read_text())["step"] >= step:
+            return
+        time.sleep(0.2)
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
     run_dir = tmp_path / "run"
@@ -196,12 +206,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir: Path, tmp_path:
            "--checkpoint-minutes", "0.002", *TINY_ARGS]  # every ~0.1 s: a kill finds one
     p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            state = run_dir / "ckpt.json"
-            if state.exists() and json.loads(state.read_text())["step"] >= 5:
-                break
-            time.sleep(0.2)
+        _wait_for_checkpoint(run_dir, 5)
         p.send_signal(signal.SIGKILL)  # no chance to clean up
     finally:
         p.wait(timeout=30)
@@ -238,12 +243,7 @@ def test_sigterm_checkpoints_the_last_whole_step(data_dir: Path, tmp_path: Path)
     p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            state = run_dir / "ckpt.json"
-            if state.exists() and json.loads(state.read_text())["step"] >= 3:
-                break
-            time.sleep(0.2)
+        _wait_for_checkpoint(run_dir, 3)
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
     finally:
