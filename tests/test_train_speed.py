@@ -85,3 +85,17 @@ def test_kernel_and_precision_choices() -> None:
     for bad in ({"kernels": "gpu"}, {"precision": "fp16"}):
         with pytest.raises(ConfigError):
             TrainConfig(data="d", out="o", max_steps=1, **bad).check()
+
+
+def test_bench_reads_a_commands_cpu_time_and_reports_failures() -> None:
+    import os
+    import sys
+
+    from bench.train_speed import cpu_seconds
+
+    env = dict(os.environ)
+    busy = cpu_seconds([sys.executable, "-c", "sum(range(3 * 10 ** 7))"], env, None)
+    idle = cpu_seconds([sys.executable, "-c", "import time; time.sleep(0.3)"], env, None)
+    assert busy > idle > 0 and busy > 0.1  # CPU time, not wall time
+    with pytest.raises(SystemExit, match="boom"):
+        cpu_seconds([sys.executable, "-c", "raise SystemExit('boom')"], env, None)
