@@ -20,6 +20,7 @@ import torch
 
 from ..codec.lpc import lpc_analysis
 from . import psychoacoustic
+from .disturbance import pesq_disturbance
 from .losses import (
     WEIGHTING_FFT,
     asymmetric_log_mel,
@@ -107,6 +108,10 @@ def _segmental(p: Pair) -> torch.Tensor:
     return segmental_mse(p.rec, p.ref.signal)
 
 
+def _disturbance(p: Pair) -> torch.Tensor:
+    return pesq_disturbance(p.rec, p.ref.signal, p.ref.sample_rate)
+
+
 def _weighted(p: Pair) -> torch.Tensor:
     return weighted_spectral_error(p.rec, p.ref.signal, p.ref.weighting)
 
@@ -119,6 +124,7 @@ TERMS: dict[str, tuple[Callable[[Pair], torch.Tensor], str]] = {
     "nmr": (_noise_to_mask, "noise above the MPEG-1 masking threshold, dB"),
     "asym": (_asymmetric, "log-mel distance, added energy 4x the cost of missing energy"),
     "segtime": (_segmental, "waveform error over signal power per 16 ms frame (segmental)"),
+    "pesqd": (_disturbance, "PESQ-style loudness disturbance, symmetric + asymmetric"),
     "wspec": (_weighted, "CELP perceptually weighted error, A(z/0.92)/A(z/0.68) of the ref"),
 }
 
