@@ -13,6 +13,9 @@ import click
 from .batch import AUDIO_SUFFIXES
 from .common import Fatal, debug_option, handle_errors, kbps_arg, quiet_option
 
+# The objective's term names (``nwc.train.objective.TERMS``, which imports torch), for --help.
+LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
+
 
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
@@ -28,7 +31,7 @@ from .common import Fatal, debug_option, handle_errors, kbps_arg, quiet_option
               help="Objective preset; psychoacoustic adds the MPEG-1 masking-threshold terms "
                    "(general audio).")
 @click.option("--loss-weight", "loss_weights", multiple=True, metavar="TERM=W",
-              help="Override one term's weight (time, mel, pw, nmr); repeatable.")
+              help=f"Override one term's weight ({', '.join(LOSS_TERMS)}); repeatable.")
 @click.option("--harp", type=click.IntRange(0, 64), default=0, show_default=True,
               help="HARP-Net skip code channels (0: plain autoencoder).")
 @click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True,

@@ -76,3 +76,8 @@ def test_checkpoint_restores_model_optimizer_and_rng(tmp_path: Path) -> None:
         sa, sb = opt.state[a], twin_opt.state[b]
         assert all(torch.equal(sa[k], sb[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_train_help_names_every_loss_term() -> None:
+    from nwc.cli.train_cmd import LOSS_TERMS
+    assert set(LOSS_TERMS) == set(TERMS)
