@@ -56,13 +56,18 @@ LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--warmup-steps", type=int, default=200, show_default=True,
               help="Steps before the rate term starts (reconstruction only).")
-@click.option("--schedule", type=click.Choice(["cosine", "open"]), default="cosine",
-              show_default=True,
+@click.option("--schedule", type=click.Choice(["cosine", "open", "restarts"]),
+              default="cosine", show_default=True,
               help="cosine: learning rate and rate target follow the step/time budget; open: "
                    "constant learning rate, rate ramp over --ramp-steps (a run resumed again "
-                   "and again).")
+                   "and again); restarts: as open, but the learning rate falls from --lr to "
+                   "--lr-final in a cosine every --cycle-steps steps (warm restarts).")
 @click.option("--ramp-steps", type=click.IntRange(1), default=2000, show_default=True,
-              help="Steps over which the rate target falls (--schedule open).")
+              help="Steps over which the rate target falls (--schedule open/restarts).")
+@click.option("--cycle-steps", type=click.IntRange(1), default=10000, show_default=True,
+              help="Steps of one learning-rate cycle (--schedule restarts).")
+@click.option("--lr-final", type=float, default=1e-4, show_default=True,
+              help="Learning rate at the end of the cosine (cosine and restarts).")
 @click.option("--ramp-start", type=float, default=2.0, show_default=True,
               help="Initial rate target as a multiple of the final one.")
 @click.option("--eval-minutes", type=float, default=10.0, show_default=True,
@@ -90,7 +95,8 @@ LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
 def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, freeze, name,
           resume, init_from, device, max_steps, max_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, schedule,
-          ramp_steps, ramp_start, eval_minutes, eval_clips, checkpoint_minutes, threads,
+          ramp_steps, cycle_steps, lr_final, ramp_start, eval_minutes, eval_clips,
+          checkpoint_minutes, threads,
           kernels, precision, run_dir, seed, quiet, debug) -> None:
     """Train a tier on a folder of audio (files under a `dev` folder form the dev split)."""
     from ..codec.engine import torch_available
@@ -117,7 +123,7 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
                       freeze=freeze, name=name or "",
                       max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
                       warmup_steps=warmup_steps, ramp_start=ramp_start, schedule=schedule,
-                      ramp_steps=ramp_steps,
+                      ramp_steps=ramp_steps, cycle_steps=cycle_steps, lr_final=lr_final,
                       eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,
                       checkpoint_minutes=checkpoint_minutes,
                       device=device, threads=threads, kernels=kernels, precision=precision,

@@ -174,11 +174,13 @@ def _weights(stem: Path) -> dict:
     return load_file(str(stem.with_suffix(".safetensors")))
 
 
-def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("schedule", ["open", "restarts"])
+def test_resume_continues_exactly(data_dir: Path, tmp_path: Path, schedule: str) -> None:
     """12 steps straight, or 6 then a resume for 6 more: the same weights bit for bit (model,
-    optimizer, rate controllers, sampler and torch RNG all come back)."""
-    args = [*TINY_ARGS, "--schedule", "open", "--ramp-steps", "8", "--warmup-steps", "3",
-            "--eval-minutes", "1000"]
+    optimizer, rate controllers, sampler and torch RNG all come back; with restarts, the
+    learning-rate cycles of 5 steps restart at 5 and 10, across the resume)."""
+    args = [*TINY_ARGS, "--schedule", schedule, "--ramp-steps", "8", "--warmup-steps", "3",
+            "--cycle-steps", "5", "--eval-minutes", "1000"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_cli(data_dir, "--out", straight, "--max-steps", "12", *args).returncode == 0
     assert train_cli(data_dir, "--out", split, "--max-steps", "6", *args).returncode == 0

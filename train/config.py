@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .kernels import KERNELS, PRECISIONS
 from .objective import PRESETS, weights_for
 
-SCHEDULES = ("cosine", "open")
+SCHEDULES = ("cosine", "open", "restarts")
 
 
 class ConfigError(ValueError):
@@ -38,8 +38,9 @@ class TrainConfig:
     warmup_steps: int = 200            # steps without quantization
     ramp_fraction: float = 0.4         # part of the run over which the rate target falls
     ramp_start: float = 2.0            # initial target as a multiple of the final one
-    schedule: str = "cosine"           # "cosine": over the budget; "open": no known end
-    ramp_steps: int = 2000             # "open": steps over which the rate target falls
+    schedule: str = "cosine"           # "cosine": over the budget; "open"/"restarts": no end
+    ramp_steps: int = 2000             # "open"/"restarts": steps over which the rate target falls
+    cycle_steps: int = 10000           # "restarts": steps of one cosine cycle, lr → lr_final
     w_penalty: float = 0.1
     eval_minutes: float = 10.0
     eval_clips: int = 16
@@ -78,9 +79,11 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use "
                               f"{', '.join(PRECISIONS)}")
+        if self.cycle_steps < 1:
+            raise ConfigError("--cycle-steps must be at least 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use "
-                              f"{' or '.join(SCHEDULES)}")
+                              f"{', '.join(SCHEDULES)}")
         rates = self.rates
         if any(b <= a for a, b in zip(rates, rates[1:], strict=False)):
             raise ConfigError("layer bitrates must increase")

@@ -51,12 +51,17 @@ def layer_targets(rates: list[float], side_bps: float, symbols_per_second: float
     return targets
 
 
-def learning_rate(progress: float, lr: float, lr_final: float, schedule: str = "cosine"
-                  ) -> float:
-    """Cosine decay from ``lr`` to ``lr_final`` over the run's progress (0..1); an open
-    schedule keeps ``lr`` (a run extended again and again has no end to decay toward)."""
+def learning_rate(progress: float, lr: float, lr_final: float, schedule: str = "cosine",
+                  step: int = 0, cycle_steps: int = 1) -> float:
+    """Cosine decay from ``lr`` to ``lr_final`` over the run's progress (0..1). An open
+    schedule keeps ``lr`` (a run extended again and again has no end to decay toward);
+    ``restarts`` repeats the cosine every ``cycle_steps`` steps (SGDR warm restarts), so an
+    open-ended run still anneals, and the end of every cycle is an annealed model. Both
+    depend on the step alone, so a resumed run continues the same curve."""
     if schedule == "open":
         return lr
+    if schedule == "restarts":
+        progress = (step % cycle_steps) / cycle_steps
     return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * progress))
 
 

@@ -332,13 +332,14 @@ class Trainer:
         cfg, f = self.cfg, self.framing
         p = self.progress()
         quantize = self.step_count >= cfg.warmup_steps
-        if cfg.schedule == "open":  # the ramp by steps: the budget may grow run after run
+        if cfg.schedule != "cosine":  # the ramp by steps: the budget may grow run after run
             ramp, frac = min(1.0, self.step_count / max(1, cfg.ramp_steps)), 1.0
         else:
             ramp, frac = p, cfg.ramp_fraction
         goal = rate.goals(self.targets, self.rate_fix, ramp, frac, cfg.ramp_start)
         for g in self.opt.param_groups:
-            g["lr"] = rate.learning_rate(p, cfg.lr, cfg.lr_final, cfg.schedule)
+            g["lr"] = rate.learning_rate(p, cfg.lr, cfg.lr_final, cfg.schedule,
+                                         self.step_count, cfg.cycle_steps)
         batch = make_batch(self.model, self.data.sampler.raw_batch(cfg.batch, LPC_WARM), f,
                            cfg.sample_rate, quantize, self.device)
         frames = batch.x.unfold(1, f.frame, f.hop).reshape(-1, f.frame)
