@@ -77,7 +77,7 @@ def decode(inp, out, rate, out_format, bits, pad, threads, conceal, strict, allo
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
-        t = load_tier(h.tier, threads)
+        t = load_tier(h.tier, threads, h.weights_hash)
         dec = StreamDecoder(t, h, rate, pad_truncated=pad, allow_long_gaps=allow_long_gaps,
                             conceal=conceal)
         dec.warm_up()  # before the packets: a live stream's first audio is not held up

@@ -64,18 +64,19 @@ def torch_engine() -> bool:
     return _torch_engine
 
 
-def load_tier(name: str, threads: int) -> Tier | NpTier:
+def load_tier(name: str, threads: int, weights_hash: str | None = None) -> Tier | NpTier:
     """Build tier ``name`` for the engine ``--device`` chose: NumPy on the CPU (milliseconds),
-    torch on a GPU (imports torch: seconds)."""
+    torch on a GPU (imports torch: seconds). A stream's ``weights_hash`` picks the version of
+    the tier that wrote it (an archived one after a retraining)."""
     from ..codec import engine
 
     model_device()
     if not torch_engine():
         engine.blas_threads(threads)
-        return engine.load_numpy(name)
+        return engine.load_numpy(name, weights_hash)
     import torch
 
     from ..codec import tier as tiers
 
     torch.set_num_threads(threads)
-    return tiers.load(name)
+    return tiers.load(name, weights_hash)

@@ -59,7 +59,7 @@ def decode_nwc(path: str) -> Loaded:
     with open(path, "rb") as f:
         reader = fmt.ContainerReader(f)
         h = reader.header
-        t = engine.load_numpy(h.tier)  # the NumPy engine: no torch
+        t = engine.load_numpy(h.tier, h.weights_hash)  # the NumPy engine: no torch
         dec = StreamDecoder(t, h)
         parts = [dec.push(item) for item in reader]
         parts.append(dec.finish())

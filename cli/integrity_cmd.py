@@ -24,7 +24,7 @@ def check_stream(path: str) -> tuple[bool, str]:
     with src:
         reader = fmt.ContainerReader(src)
         h = reader.header
-        dec = StreamDecoder(tiers.load(h.tier), h, conceal="silence")
+        dec = StreamDecoder(tiers.load(h.tier, h.weights_hash), h, conceal="silence")
         frames = 0
         end: fmt.Packet | None = None
         for item in reader:

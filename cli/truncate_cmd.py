@@ -22,13 +22,13 @@ from .stdio import std_binary
 def _layers_for(header: fmt.StreamHeader, bitrate: str) -> int:
     """The most layers whose expected whole-stream rate (all channels, as ``encode -b``
     means it) stays at or below ``bitrate`` (``codec/choose.py``, from the tier's JSON)."""
-    from ..codec import catalog, choose  # the tier's JSON is enough: no torch
+    from ..codec import catalog, choose, tierfile  # the tier's JSON is enough: no torch
 
     try:
         want = choose.parse_kbps(bitrate)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--bitrate") from None
-    t = catalog.info(header.tier)
+    t = tierfile.read(catalog.find(header.tier, header.weights_hash))
     if t.hash != header.weights_hash:
         raise Fatal(f"installed tier {t.name!r} is not the one this stream was coded with")
     try:

@@ -77,12 +77,24 @@ class TierLike(Protocol):
     def model_id(self) -> str: ...
 
 
-def find(name: str) -> Path:
-    """The JSON file of an installed tier."""
+ARCHIVE = "archive"  # superseded weights of a tier, kept so its old streams still decode
+
+
+def find(name: str, weights_hash: str | None = None) -> Path:
+    """The JSON file of an installed tier; with ``weights_hash`` (a stream's), the version
+    that wrote it: the current one, or one kept in an ``archive/`` folder beside it when the
+    tier's weights were retrained since. Without a match, the current one (whose check then
+    says which weights the stream needs)."""
     tiers = available()
     if name not in tiers:
         have = ", ".join(sorted(tiers)) or "none"
         raise TierError(f"tier {name!r} is not installed (installed: {have})")
+    if weights_hash is None or read(tiers[name]).hash == weights_hash:
+        return tiers[name]
+    for d in search_dirs():
+        for j in sorted((d / ARCHIVE).glob("*.json")) if (d / ARCHIVE).is_dir() else []:
+            if peek_name(j) == name and read(j).hash == weights_hash:
+                return j
     return tiers[name]
 
 

@@ -74,14 +74,16 @@ def load_path(json_path: Path) -> NpTier:
                   tf.weights_sha256, dict(tf.meta))
 
 
-_CACHE: dict[str, NpTier] = {}
+_CACHE: dict[tuple[str, str | None], NpTier] = {}
 
 
-def load_numpy(name: str) -> NpTier:
-    """Load an installed tier by name for the NumPy engine (cached per process)."""
-    if name not in _CACHE:
-        _CACHE[name] = load_path(catalog.find(name))
-    return _CACHE[name]
+def load_numpy(name: str, weights_hash: str | None = None) -> NpTier:
+    """Load an installed tier by name for the NumPy engine (cached per process); with a
+    stream's ``weights_hash``, the version that wrote it (``catalog.find``)."""
+    key = (name, weights_hash)
+    if key not in _CACHE:
+        _CACHE[key] = load_path(catalog.find(name, weights_hash))
+    return _CACHE[key]
 
 
 ENGINE_ENV = "NWC_ENGINE"   # "torch": the torch engine on the CPU too (comparisons, benches)
@@ -108,16 +110,16 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def load(name: str, device: str = "auto"):
+def load(name: str, device: str = "auto", weights_hash: str | None = None):
     """The tier ``name`` on the engine ``device`` selects (``uses_torch``)."""
     if not uses_torch(device):
-        return load_numpy(name)
+        return load_numpy(name, weights_hash)
     if not torch_available():
         raise TierError(f"--device {device} needs torch, which is not installed: "
                         f"{TORCH_HINT}, or use --device cpu")
     from . import tier as tiers
 
-    return tiers.load(name)
+    return tiers.load(name, weights_hash)
 
 
 def keep_freed_memory() -> None:

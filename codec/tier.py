@@ -139,16 +139,16 @@ def load_path(json_path: Path) -> Tier:
     return tier
 
 
-_CACHE: dict[str, Tier] = {}
+_CACHE: dict[tuple[str, str | None], Tier] = {}
 
 
-def load(name: str) -> Tier:
-    """Load an installed tier by name (cached per process)."""
-    if name in _CACHE:
-        return _CACHE[name]
-    tier = load_path(find(name))
-    _CACHE[name] = tier
-    return tier
+def load(name: str, weights_hash: str | None = None) -> Tier:
+    """Load an installed tier by name (cached per process); with a stream's
+    ``weights_hash``, the version that wrote it (``catalog.find``)."""
+    key = (name, weights_hash)
+    if key not in _CACHE:
+        _CACHE[key] = load_path(find(name, weights_hash))
+    return _CACHE[key]
 
 
 def torch_threads(n: int | None) -> None:
