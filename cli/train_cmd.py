@@ -32,6 +32,10 @@ LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
                    "(general audio).")
 @click.option("--loss-weight", "loss_weights", multiple=True, metavar="TERM=W",
               help=f"Override one term's weight ({', '.join(LOSS_TERMS)}); repeatable.")
+@click.option("--stereo-data", type=click.Choice(["mix", "coded"]), default="mix",
+              show_default=True,
+              help="Stereo files as mono mixes, or as the channels the encoder codes (L/R, "
+                   "or M and S with S at its real level, per packet as --stereo auto).")
 @click.option("--harp", type=click.IntRange(0, 64), default=0, show_default=True,
               help="HARP-Net skip code channels (0: plain autoencoder).")
 @click.option("--freeze", type=click.IntRange(0, 64), default=0, show_default=True,
@@ -92,7 +96,8 @@ LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
 @quiet_option
 @debug_option
 @handle_errors
-def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, freeze, name,
+def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, stereo_data, harp,
+          freeze, name,
           resume, init_from, device, max_steps, max_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, schedule,
           ramp_steps, cycle_steps, lr_final, ramp_start, eval_minutes, eval_clips,
@@ -129,6 +134,7 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, harp, fr
                       device=device, threads=threads, kernels=kernels, precision=precision,
                       resume=resume,
                       init_from=init_from or "", run_dir=run_dir or "",
+                      stereo_data=stereo_data,
                       model=model_options(quantizer, plan, channels, code_channels, harp))
     try:
         cfg.check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .data import STEREO_VIEWS
 from .kernels import KERNELS, PRECISIONS
 from .objective import PRESETS, weights_for
 
@@ -54,6 +55,7 @@ class TrainConfig:
     init_from: str = ""
     run_dir: str = ""
     model: dict = field(default_factory=dict)   # NWCConfig overrides
+    stereo_data: str = "mix"           # data.STEREO_VIEWS: mono mixes, or the coded channels
     packet_frames: int = 16
 
     @property
@@ -79,6 +81,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use "
                               f"{', '.join(PRECISIONS)}")
+        if self.stereo_data not in STEREO_VIEWS:
+            raise ConfigError(f"unknown stereo view {self.stereo_data!r}; use "
+                              f"{', '.join(STEREO_VIEWS)}")
         if self.cycle_steps < 1:
             raise ConfigError("--cycle-steps must be at least 1")
         if self.schedule not in SCHEDULES:

@@ -26,8 +26,9 @@ def code_tables(model: Cascade, sampler: PacketSampler, device: torch.device,
     f = sampler.framing
     with torch.inference_mode():
         for _ in range(max(1, n_packets // 32)):
-            batch = make_batch(model, sampler.raw_batch(32, LPC_WARM), f, sample_rate,
-                               device=device)
+            raw = sampler.raw_batch(32, LPC_WARM)
+            batch = make_batch(model, raw, f, sample_rate, device=device,
+                               codes=sampler.last_codes)
             frames = split_frames(batch.x.cpu().numpy(), f, f.packet_frames).reshape(-1, f.frame)
             for k, sym in enumerate(model.encode_frames(frames, len(stages))):
                 hists[k] += channel_histogram(sym, stages[k].quantizer.n_symbols)

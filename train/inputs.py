@@ -57,10 +57,12 @@ def row_gains(rows: np.ndarray) -> np.ndarray:
 
 
 def plain_batch(raw: np.ndarray, framing: Framing, sample_rate: int,
-                device: torch.device) -> Batch:
-    """Raw segments (B, ≥span) → the last span of each, normalised by its quantized gain."""
+                device: torch.device, codes: np.ndarray | None = None) -> Batch:
+    """Raw segments (B, ≥span) → the last span of each, normalised by its quantized gain, or
+    by the gain ``codes`` given (a stereo S normalised by its M's)."""
     seg = raw[:, -framing.packet_span(framing.packet_frames):]
-    g = row_gains(seg)[:, None]
+    g = (row_gains(seg) if codes is None else
+         np.array([gain_value(int(c)) for c in codes], np.float32))[:, None]
     x = torch.from_numpy(seg / g).to(device)
     return Batch(x, Reference(x, sample_rate, torch.from_numpy(g)))
 
@@ -105,9 +107,12 @@ def lpc_batch(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: in
 
 
 def make_batch(model: Cascade, raw: np.ndarray, framing: Framing, sample_rate: int,
-               quantize: bool = True, device: torch.device | None = None) -> Batch:
-    """The batch of ``model``'s front end for raw segments (B, LPC_WARM + span)."""
+               quantize: bool = True, device: torch.device | None = None,
+               codes: np.ndarray | None = None) -> Batch:
+    """The batch of ``model``'s front end for raw segments (B, LPC_WARM + span); ``codes``:
+    the gain codes plain packets are normalised by (default: each row's own). LPC tiers
+    always use their own (they code stereo as L/R)."""
     device = device or next(model.parameters()).device
     if model.lsf is None:
-        return plain_batch(raw, framing, sample_rate, device)
+        return plain_batch(raw, framing, sample_rate, device, codes)
     return lpc_batch(model, raw, framing, sample_rate, quantize, device)

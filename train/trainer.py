@@ -37,7 +37,7 @@ from ..codec.model import NWCConfig
 from ..codec.tier import Tier, build, load_path
 from . import checkpoint, kernels, rate
 from .config import ConfigError, TrainConfig
-from .data import PacketSampler, list_audio, load_mono
+from .data import PacketSampler, list_audio, load_mono, training_signals
 from .evaluate import evaluate, excerpt
 from .export import code_tables, parameter_counts, seed_from
 from .inputs import LPC_WARM, Batch, make_batch
@@ -82,13 +82,14 @@ def load_data(cfg: TrainConfig, framing: Framing, rank: int) -> Data:
     train_files, dev_files = list_audio(Path(cfg.data))
     if not train_files:
         raise ConfigError(f"no audio files found under {cfg.data}")
-    signals = [load_mono(p, cfg.sample_rate) for p in train_files]
-    sampler = PacketSampler(signals, framing, seed=cfg.seed * 1000 + rank)
+    signals = training_signals(train_files, cfg.sample_rate, cfg.stereo_data)
+    sampler = PacketSampler(signals, framing, seed=cfg.seed * 1000 + rank,
+                            stereo_choice="lr" if cfg.lpc else "auto")
     pick = dev_files[:: max(1, len(dev_files) // cfg.eval_clips)][: cfg.eval_clips] \
         if dev_files and cfg.eval_clips > 0 else []
     dev = [excerpt(load_mono(p, cfg.sample_rate), 8 * cfg.sample_rate) for p in pick]
     dev = [d for d in dev if d.shape[0] >= cfg.sample_rate]
-    seconds = sum(s.shape[0] for s in signals) / cfg.sample_rate
+    seconds = sum(s.shape[-1] for s in signals) / cfg.sample_rate
     return Data(sampler, dev, seconds, len(train_files))
 
 
@@ -340,8 +341,9 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = rate.learning_rate(p, cfg.lr, cfg.lr_final, cfg.schedule,
                                          self.step_count, cfg.cycle_steps)
-        batch = make_batch(self.model, self.data.sampler.raw_batch(cfg.batch, LPC_WARM), f,
-                           cfg.sample_rate, quantize, self.device)
+        sampler = self.data.sampler
+        batch = make_batch(self.model, sampler.raw_batch(cfg.batch, LPC_WARM), f,
+                           cfg.sample_rate, quantize, self.device, sampler.last_codes)
         frames = batch.x.unfold(1, f.frame, f.hop).reshape(-1, f.frame)
         with kernels.autocast(self.device, self.amp):  # the stages only: losses in fp32
             out = self.net(frames, quantize, fast=self.fast)
