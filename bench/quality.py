@@ -693,13 +693,16 @@ def tier_rungs(tier: dict) -> list[float]:
     return out
 
 
-def nwc_systems(nwc: list[str], tier: dict, profile: Profile = SPEECH) -> list[System]:
+def nwc_systems(nwc: list[str], tier: dict, profile: Profile = SPEECH,
+                stereo: str = "") -> list[System]:
     """One system per layer prefix of a tier (``nwc encode --layers K``), decoded at the
     profile's rate and read as its clips are; mode ``NAME LK`` for a layered tier, ``NAME``
-    for a one-layer one."""
+    for a one-layer one. ``stereo`` (auto, ms, lr) is passed as ``--stereo`` and named in
+    the mode; empty leaves the encoder's default."""
     name = str(tier["name"])
     rungs = tier_rungs(tier)
     rate, read = str(profile.rate), profile.read
+    extra = ["--stereo", stereo] if stereo else []
     systems = []
     for k, nominal in enumerate(rungs, 1):
 
@@ -707,11 +710,13 @@ def nwc_systems(nwc: list[str], tier: dict, profile: Profile = SPEECH) -> list[S
             enc, dec = work / "out.nwc", work / "out.wav"
             return Coding(
                 steps([*nwc, "encode", str(ref_wav), str(enc), "--tier", name,
-                       "--layers", str(k), "-f", "-q"]),
+                       "--layers", str(k), *extra, "-f", "-q"]),
                 steps([*nwc, "decode", str(enc), str(dec), "--rate", rate, "-f", "-q"]),
                 enc, lambda: read(dec))
 
         mode = name if len(rungs) == 1 else f"{name} L{k}"
+        if stereo:
+            mode += f" {stereo.upper() if stereo != 'auto' else 'auto'}"
         systems.append(System("nwc", mode, nominal, plan, tier=name, layers=k))
     return systems
 
@@ -777,8 +782,14 @@ def build_systems(args: argparse.Namespace, notes: list[str],
         nwc = find_nwc(args.nwc)
         tiers = select_tiers(nwc_tiers(nwc, notes), args.tiers, profile, notes)
         if nwc is not None:
+            spec = getattr(args, "stereo", "") or ""
+            modes = [m.strip() for m in spec.split(",") if m.strip()] or [""]
+            bad = [m for m in modes if m and m not in ("auto", "ms", "lr")]
+            if bad:
+                raise SystemExit(f"unknown --stereo mode(s) {', '.join(bad)}; use auto, ms, lr")
             for t in tiers:
-                systems += nwc_systems(nwc, t, profile)
+                for m in modes:
+                    systems += nwc_systems(nwc, t, profile, m)
 
     # anchors
     spec = profile.anchors if args.anchors is None else args.anchors.split(",")
@@ -1108,6 +1119,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-clip-csv", type=Path, help="write every clip x system result here")
     p.add_argument("--no-visqol", action="store_true", help="skip the ViSQOL column")
     p.add_argument("--nwc", help="command that runs nwc (default: the venv's `nwc`)")
+    p.add_argument("--stereo", default="",
+                   help="comma-separated nwc --stereo modes to run every tier with, side by "
+                        "side (auto, ms, lr; default: the encoder's default only)")
     p.add_argument("--workdir", type=Path, help="keep coded files here (default: temp dir)")
     args = p.parse_args(argv)
 

@@ -160,6 +160,19 @@ def test_music_mode_takes_only_its_anchors(quality) -> None:
     assert speech == []
 
 
+def test_music_tiers_run_side_by_side_in_each_stereo_mode(quality, monkeypatch) -> None:
+    tier = {"name": "music", "sample_rate": 44100, "target_kbps": 48.0,
+            "layers": [{"layers": 1, "target_kbps": 48.0}]}
+    monkeypatch.setattr(quality, "find_nwc", lambda explicit: ["nwc"])
+    monkeypatch.setattr(quality, "nwc_tiers", lambda nwc, notes: [tier])
+    args = SimpleNamespace(tiers="", anchors="none", nwc=None, stereo="auto,ms")
+    got = quality.build_systems(args, [], quality.MUSIC)
+    assert [s.mode for s in got] == ["music auto", "music MS"]
+    with pytest.raises(SystemExit, match="--stereo"):
+        quality.build_systems(SimpleNamespace(tiers="", anchors="none", nwc=None,
+                                              stereo="joint"), [], quality.MUSIC)
+
+
 def test_measure_channels_averages_and_skips_a_silent_channel(quality) -> None:
     rng = np.random.default_rng(0)
     ref = np.stack([rng.standard_normal(4000), rng.standard_normal(4000)], axis=1)

@@ -73,6 +73,10 @@ def test_nwc_systems_code_every_prefix_at_the_profiles_rate(quality, tmp_path) -
     coding = music.plan(tmp_path / "ref.wav", np.zeros(16, np.int16), work)
     assert coding.decode[0].argv[coding.decode[0].argv.index("--rate") + 1] == "44100"
     assert coding.read().shape == (4410, 2)
+    (ms,) = quality.nwc_systems(["nwc"], fake_tiers(tmp_path)[0], quality.MUSIC, "ms")
+    argv = ms.plan(tmp_path / "ref.wav", np.zeros(16, np.int16), work).encode[0].argv
+    assert argv[argv.index("--stereo") + 1] == "ms" and ms.mode.endswith(" MS")
+    assert "--stereo" not in coding.encode[0].argv
 
 
 def test_build_systems_speech_mode_has_a_row_per_rung(quality, tmp_path, monkeypatch) -> None:
