@@ -135,7 +135,8 @@ COLUMNS = (
     ("visqol", "ViSQOL"),
     ("si_snr_db", "SI-SNR dB"),
 )
-MUSIC_COLUMNS = tuple(c for c in COLUMNS if c[0] not in ("pesq_wb", "stoi"))
+# Music adds the noise-to-mask ratio (bench/nmr.py): where the noise sits against the mask.
+MUSIC_COLUMNS = (*(c for c in COLUMNS if c[0] not in ("pesq_wb", "stoi")), ("nmr_db", "NMR dB"))
 DIGITS = {
     "nominal_kbps": 2,
     "real_kbps": 2,
@@ -143,6 +144,7 @@ DIGITS = {
     "stoi": 3,
     "visqol": 2,
     "si_snr_db": 1,
+    "nmr_db": 1,
 }
 
 
@@ -249,11 +251,13 @@ class Visqol:
 
 
 SPEECH_METRICS = ("pesq_wb", "stoi", "visqol")
+OPTIONAL_METRICS = (*SPEECH_METRICS, "nmr_db")   # measured where a profile's columns name them
 
 
 def measure(ref: np.ndarray, deg: np.ndarray, visqol: Visqol | None, rate: int = SR,
             keys: Sequence[str] = SPEECH_METRICS) -> dict[str, float]:
-    """SI-SNR and those of PESQ-WB, STOI and ViSQOL named in ``keys``, of aligned mono signals."""
+    """SI-SNR and those of PESQ-WB, STOI, ViSQOL and NMR named in ``keys``, of aligned mono
+    signals."""
     out: dict[str, float] = {}
     if "pesq_wb" in keys:
         try:
@@ -268,6 +272,9 @@ def measure(ref: np.ndarray, deg: np.ndarray, visqol: Visqol | None, rate: int =
             log(f"    STOI failed: {exc}")
             out["stoi"] = math.nan
     out["si_snr_db"] = metrics.si_snr(ref, deg)
+    if "nmr_db" in keys:
+        from .nmr import noise_to_mask_db  # torch: music mode only
+        out["nmr_db"] = noise_to_mask_db(ref, deg, rate)
     if "visqol" in keys and visqol is not None and visqol.api is not None:
         try:
             out["visqol"] = visqol(ref, deg)
@@ -615,7 +622,7 @@ class Profile:
     @property
     def keys(self) -> tuple[str, ...]:
         """The metrics (beyond SI-SNR) this profile measures."""
-        return tuple(k for k, _ in self.columns if k in SPEECH_METRICS)
+        return tuple(k for k, _ in self.columns if k in OPTIONAL_METRICS)
 
     @property
     def extra_keys(self) -> list[str]:
@@ -884,7 +891,8 @@ def summarise(s: System, n_clips: int) -> dict:
         "tier": s.tier,
         "layers": s.layers or "",
     }
-    keys = ("real_kbps", "pesq_wb", "stoi", "visqol", "si_snr_db", "lag_samples")
+    keys = ("real_kbps", "pesq_wb", "stoi", "visqol", "si_snr_db", "nmr_db",
+            "lag_samples")
     for k in keys:
         vals = np.array([r[k] for r in s.rows if k in r], dtype=np.float64)
         vals = vals[np.isfinite(vals)]

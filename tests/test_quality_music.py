@@ -240,7 +240,8 @@ def test_music_bench_end_to_end(quality, music_weights, fake_visqol, tmp_path, c
                        "--per-clip-csv", str(tmp_path / "clips.csv")])
     assert rc == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "| codec | mode | nominal kbps | real kbps | ViSQOL | SI-SNR dB |"
+    assert out.splitlines()[0] == ("| codec | mode | nominal kbps | real kbps | ViSQOL | SI-SNR dB "
+                                   "| NMR dB |")
     assert f"| nwc | {MUSIC_TIER} L1 | 4.00 |" in out and f"| nwc | {MUSIC_TIER} L2 | 8.00 |" in out
     assert "not 44.1 kHz, skipped in music mode: tiny." in out
     assert "on each channel (L, R), averaged" in out and "## Verdict" in out
@@ -256,6 +257,7 @@ def test_music_bench_end_to_end(quality, music_weights, fake_visqol, tmp_path, c
     rows = {r["mode"]: r for r in csv.DictReader((tmp_path / "r.csv").open())}
     l1, l2 = rows[f"{MUSIC_TIER} L1"], rows[f"{MUSIC_TIER} L2"]
     assert 0 < float(l1["real_kbps"]) < float(l2["real_kbps"])
+    assert all(math.isfinite(float(r["nmr_db"])) for r in (l1, l2))  # measured per row
     assert l1["tier"] == MUSIC_TIER and l2["layers"] == "2" and "mp3_visqol_same_kbps" in l1
     for k in quality.MP3_MUSIC_KBPS:
         r = rows[f"CBR {k}k"]
