@@ -131,8 +131,11 @@ class NoiseQuantizer(Quantizer):
         a = torch.abs(z)
         upper = torch.exp(-torch.clamp(a - 0.5, min=0.0) / scale)
         lower = torch.exp(-(a + 0.5) / scale)
-        inner = torch.where(a < 0.5, 1.0 - 0.5 * (torch.exp(-(0.5 - a) / scale) + lower),
-                            0.5 * (upper - lower))
+        # Both branches of a where are evaluated and differentiated: unclamped, the inner one
+        # overflows to inf for tails (|z| - 0.5 > 88·scale) and its zero-weighted gradient
+        # is inf·0 = NaN, which once stopped a long music run (every encoder gradient NaN).
+        centre = torch.exp(-torch.clamp(0.5 - a, min=0.0) / scale)
+        inner = torch.where(a < 0.5, 1.0 - 0.5 * (centre + lower), 0.5 * (upper - lower))
         return -torch.log(torch.clamp(inner, min=1e-9)) / LN2
 
     def forward(self, y: torch.Tensor, quantize: bool = True):

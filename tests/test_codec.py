@@ -81,6 +81,21 @@ def test_unknown_plan_and_quantizer_are_refused() -> None:
 # --------------------------------------------------------------------------- quantizers
 
 
+def test_noise_quantizer_rate_gradient_stays_finite_in_the_far_tails() -> None:
+    # A channel whose scale has shrunk to its floor, with latents 15 levels out: the mass
+    # underflows (the rate saturates at its clamp) and the gradient must be finite (0), not
+    # the NaN that the unused branch of the where once gave (a long music run died of it).
+    q = NoiseQuantizer(2, half=15)
+    with torch.no_grad():
+        q.log_scale.fill_(-4.0)
+    y = torch.tensor([[[0.0, 0.3, 2.0, 15.4]], [[-15.4, -6.0, 0.1, 9.0]]]).reshape(1, 2, 4)
+    y.requires_grad_()
+    bits = q._bits(y).mean()
+    bits.backward()
+    assert math.isfinite(float(bits.detach())) and torch.isfinite(y.grad).all()
+    assert torch.isfinite(q.log_scale.grad).all() and torch.isfinite(q.loc.grad).all()
+
+
 def test_noise_quantizer_training_and_inference() -> None:
     torch.manual_seed(1)
     q = NoiseQuantizer(3, half=3)

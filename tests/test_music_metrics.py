@@ -1,4 +1,5 @@
-"""bench/nmr.py: the noise-to-mask ratio of a decode, on signals with a known noise level."""
+"""Music metrics of the bench: the noise-to-mask ratio (bench/nmr.py) and band energies
+(bench/bandwidth.py), on signals with a known noise level or band limit."""
 
 from __future__ import annotations
 
@@ -42,3 +43,15 @@ def test_silent_frames_are_skipped_and_lengths_follow_the_reference() -> None:
     per = frame_nmr(ref, ref[:-100], RATE)          # a decode 100 samples short: zero-padded
     assert per.size == -(-(RATE // 2) // 512) or per.size == -(-(RATE // 2) // 512) + 1
     assert math.isnan(noise_to_mask_db(np.zeros(4000), np.ones(4000), RATE))
+
+
+def test_band_energy_finds_a_tone_and_a_band_limit() -> None:
+    from bench.bandwidth import band_energy_db, is_full_band, lowpass
+    t = np.arange(RATE) / RATE
+    tone = np.sin(2 * np.pi * 1000 * t)
+    e = band_energy_db(tone, RATE)
+    assert e.argmax() == 0 and e[0] - e[1:].max() > 60
+    noise = np.random.default_rng(0).standard_normal(RATE)
+    assert is_full_band(band_energy_db(noise, RATE))
+    cut = band_energy_db(lowpass(noise, 12000, RATE), RATE)
+    assert not is_full_band(cut) and cut[-1] < cut[0] - 50
