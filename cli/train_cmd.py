@@ -46,7 +46,11 @@ LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
 @click.option("--init-from", type=click.Path(), help="Start from an existing tier (its .json).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--max-steps", type=int, default=0, help="Stop after this many steps.")
-@click.option("--max-minutes", type=float, default=0.0, help="Stop after this much time.")
+@click.option("--max-minutes", type=float, default=0.0,
+              help="Stop after this much wall-clock time (the run's total, across resumes).")
+@click.option("--max-cpu-minutes", type=float, default=0.0,
+              help="Stop after this much process CPU time (the run's total, across resumes): "
+                   "the budget for comparing recipes at equal compute.")
 @click.option("--quantizer", type=click.Choice(["noise", "softmax"]), default="noise",
               show_default=True,
               help="noise: additive-noise proxy and rounding; softmax: soft-to-hard centroids.")
@@ -98,7 +102,7 @@ LOSS_TERMS = ("time", "mel", "pw", "nmr", "asym", "segtime", "pesqd", "wspec")
 @handle_errors
 def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, stereo_data, harp,
           freeze, name,
-          resume, init_from, device, max_steps, max_minutes,
+          resume, init_from, device, max_steps, max_minutes, max_cpu_minutes,
           quantizer, plan, channels, code_channels, batch, lr, warmup_steps, schedule,
           ramp_steps, cycle_steps, lr_final, ramp_start, eval_minutes, eval_clips,
           checkpoint_minutes, threads,
@@ -126,7 +130,8 @@ def train(data_dir, out, bitrate, lpc, sample_rate, loss, loss_weights, stereo_d
     cfg = TrainConfig(data=data_dir, out=out, bitrate=rates[-1], layer_bitrates=rates, lpc=lpc,
                       sample_rate=sample_rate, loss=loss, loss_weights=weights,
                       freeze=freeze, name=name or "",
-                      max_steps=max_steps, max_minutes=max_minutes, batch=batch, lr=lr,
+                      max_steps=max_steps, max_minutes=max_minutes,
+                      max_cpu_minutes=max_cpu_minutes, batch=batch, lr=lr,
                       warmup_steps=warmup_steps, ramp_start=ramp_start, schedule=schedule,
                       ramp_steps=ramp_steps, cycle_steps=cycle_steps, lr_final=lr_final,
                       eval_minutes=eval_minutes, eval_clips=eval_clips, seed=seed,

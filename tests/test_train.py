@@ -86,6 +86,22 @@ def test_resume_continues_from_checkpoint(trained: Path, data_dir: Path) -> None
     tiers.load_path(trained.with_suffix(".json"))
 
 
+def test_a_cpu_budget_stops_the_run_and_its_final_point_is_kept(data_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """--max-cpu-minutes counts the process's CPU time (the budget recipes are compared at);
+    the point the tier was exported at is in the checkpoint's history as well."""
+    out, run_dir = tmp_path / "cpu", tmp_path / "run"
+    r = train_cli(data_dir, "--out", out, "--run-dir", run_dir, "--max-cpu-minutes", "0.04",
+                  *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    training = json.loads(out.with_suffix(".json").read_text())["meta"]["training"]
+    ckpt = json.loads((run_dir / "ckpt.json").read_text())
+    assert training["steps"] == ckpt["step"] > 0
+    assert 0.04 * 60 <= ckpt["cpu_seconds"] < 0.04 * 60 + 30  # stopped at the first step after
+    assert ckpt["history"][-1]["step"] == ckpt["step"]
+    assert ckpt["history"][-1]["layers"][0]["kbps"] > 0
+
+
 def test_train_usage_errors(data_dir: Path, tmp_path: Path) -> None:
     r = train_cli(data_dir, "--out", tmp_path / "x")  # neither --max-steps nor --max-minutes
     assert r.returncode == 2 and "max-steps" in r.stderr

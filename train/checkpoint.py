@@ -57,6 +57,14 @@ def save(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
             old.unlink(missing_ok=True)
 
 
+def set_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """Replace the learning curve in the run folder's JSON (atomically), tensors untouched."""
+    doc = json.loads((path / STATE).read_text())
+    doc["history"] = history
+    (path / (STATE + ".tmp")).write_text(json.dumps(doc))
+    os.replace(path / (STATE + ".tmp"), path / STATE)
+
+
 def load(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore model, optimizer and torch RNG from ``path``; returns the trainer's state."""
     state = json.loads((path / STATE).read_text())

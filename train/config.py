@@ -32,7 +32,8 @@ class TrainConfig:
     name: str = ""
     sample_rate: int = 16000
     max_steps: int = 0                 # 0 = no step limit
-    max_minutes: float = 0.0           # 0 = no time limit
+    max_minutes: float = 0.0           # 0 = no time limit (wall clock, the run's total)
+    max_cpu_minutes: float = 0.0       # 0 = no CPU-time limit (the run's total process CPU)
     batch: int = 8                     # packets per step
     lr: float = 1e-3
     lr_final: float = 1e-4
@@ -94,8 +95,8 @@ class TrainConfig:
             raise ConfigError("layer bitrates must increase")
         if self.freeze and not self.init_from:
             raise ConfigError("--freeze needs --init-from")
-        if not self.max_steps and not self.max_minutes:
-            raise ConfigError("give --max-steps or --max-minutes")
+        if not self.max_steps and not self.max_minutes and not self.max_cpu_minutes:
+            raise ConfigError("give --max-steps, --max-minutes or --max-cpu-minutes")
 
 
 def model_options(quantizer: str, plan: str, channels: int, code_channels: int,

@@ -289,12 +289,14 @@ class Trainer:
             parts.append(self.step_count / self.cfg.max_steps)
         if self.cfg.max_minutes:
             parts.append(self.elapsed / 60 / self.cfg.max_minutes)
+        if self.cfg.max_cpu_minutes:
+            parts.append(self.cpu_seconds / 60 / self.cfg.max_cpu_minutes)
         return min(1.0, max(parts)) if parts else 0.0
 
     def done(self) -> bool:
         cfg = self.cfg
         return bool((cfg.max_steps and self.step_count >= cfg.max_steps)
-                    or (cfg.max_minutes and self.progress() >= 1.0))
+                    or ((cfg.max_minutes or cfg.max_cpu_minutes) and self.progress() >= 1.0))
 
     def _loss(self, batch: Batch, out: StageOutput, quantize: bool
               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -484,10 +486,14 @@ class Trainer:
             self.bar.close()
         tier = None
         if self.rank == 0:
-            self.checkpoint()
+            self.checkpoint()  # before the export, which draws from the sampler's RNG
             tier = self.export()
-            tier.meta["history"] = (self.prior["history"] + self.history
-                                    + [self._point(tier.meta["dev_layers"])])
+            # The final evaluation joins the run's own history too, so a resumed run's
+            # learning curve (and ckpt.json) keeps the point its tier was exported at.
+            if not self.history or self.history[-1]["step"] != self.step_count:
+                self.history.append(self._point(tier.meta["dev_layers"]))
+                checkpoint.set_history(self.run_dir, self.history)
+            tier.meta["history"] = self.prior["history"] + self.history
             tier.save(self.out_path)
             _log(f"wrote {self.out_path}.safetensors / .json: "
                  f"{json.dumps(tier.meta['dev_layers'])}")
