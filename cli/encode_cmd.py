@@ -226,7 +226,7 @@ def _report(src: AudioSource, out: str, plan: Plan, done: Written, wall: float,
 @click.argument("out", metavar="OUT")
 @click.option("-t", "--tier", metavar="NAME|FILE.json", shell_complete=_complete_tiers,
               help="Tier name (see `nwc tiers`) or a tier's .json file. Default: follows the "
-                   "input's rate: speech-16k up to 24 kHz, music above.")
+                   "input's rate: speech-lpc-16k up to 24 kHz, music above.")
 @click.option("-b", "--bitrate", metavar="KBPS",
               help="Real bitrate of the whole stream in kbit/s (16, 16k, 16kbps): the best-"
                    "scoring installed tier and layer count within it, for this input.")

@@ -25,8 +25,9 @@ from . import catalog, tierfile
 from .stereo import default_side_layers
 from .tierfile import TierFile
 
-# The default tier of each family (by its sample rate); other families take their deepest tier.
-DEFAULT_TIERS = ("speech-16k", "music")
+# The default tier of each family (by its sample rate), first installed wins; other families
+# take their deepest tier. speech-lpc-16k scores far above speech-16k at the same rate.
+DEFAULT_TIERS = ("speech-lpc-16k", "speech-16k", "music")
 # Measured rates are dev-set averages: a rung up to this much over the request still fits.
 FIT_SLACK = 1.03
 # Below this share of the request, the closest rung is "far" and the user is told.

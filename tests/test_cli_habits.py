@@ -249,7 +249,7 @@ def test_choice_uses_the_shipped_ladder() -> None:
     c = choose.choose(96, 44100, 2, tiers=shipped)
     assert c.rung.tier.name == "music" and c.rung.kbps <= 96 * choose.FIT_SLACK
     assert choose.default_tier(44100, shipped).name == "music"
-    assert choose.default_tier(16000, shipped).name == "speech-16k"
+    assert choose.default_tier(16000, shipped).name == "speech-lpc-16k"
     assert choose.parse_kbps("20") == choose.parse_kbps("20k") == choose.parse_kbps("20000bps")
     with pytest.raises(ValueError, match="24k"):
         choose.parse_kbps("24000")
@@ -323,7 +323,7 @@ def test_every_option_has_help() -> None:
 
 
 def test_encode_help_shows_the_default_tier(run_nwc) -> None:
-    assert b"speech-16k" in run_nwc("encode", "--help").stdout
+    assert b"speech-lpc-16k" in run_nwc("encode", "--help").stdout
 
 
 def test_train_on_an_empty_folder(run_nwc, tmp_path) -> None:
