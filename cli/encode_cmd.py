@@ -175,7 +175,7 @@ class Written:
 
 
 def _write(sink: AtomicOutput, header: fmt.StreamHeader, plan: Plan, src: AudioSource,
-           stereo: str, side_layers: int | None, threads: int, keep: bool,
+           stereo: str, side_layers: int | None, band_limit: bool, threads: int, keep: bool,
            quiet: bool) -> Written:
     """Code ``src`` into ``sink``: the header first (it needs only the tier's JSON, so a pipe
     gets it before the model loads), then packets as the input arrives, then END."""
@@ -186,7 +186,7 @@ def _write(sink: AtomicOutput, header: fmt.StreamHeader, plan: Plan, src: AudioS
         w = fmt.ContainerWriter(f, header)
         enc = StreamEncoder(_load_checked(plan.tier, threads), src.rate, src.channels,
                             plan.layers, stereo=stereo, side_layers=side_layers,
-                            packet_frames=plan.packet_frames)
+                            packet_frames=plan.packet_frames, band_limit=band_limit)
         enc.warm_up()  # before the audio: a live stream's first packet is not held up
         prog = Progress(src.frames / src.rate if src.frames else None, quiet, "encode")
         for block in src.blocks:
@@ -244,6 +244,10 @@ def _report(src: AudioSource, out: str, plan: Plan, done: Written, wall: float,
 @click.option("--max-delay", type=click.FloatRange(0, min_open=True), metavar="MS",
               help="Use the largest packet (up to the tier's) whose algorithmic latency is "
                    "at most MS milliseconds (32 ms = 1 frame at 16 kHz).")
+@click.option("--band-limit/--full-band", default=True, show_default=True,
+              help="Say in each packet where the input's content ends, so the decoder "
+                   "removes the coding noise above it (1 byte per channel and packet); "
+                   "--full-band writes 1.0-style packets.")
 @tag_options
 @click.option("--raw", is_flag=True, help="IN is headerless PCM.")
 @click.option("--raw-rate", type=click.IntRange(1, 1_000_000), default=16000, show_default=True,
@@ -263,7 +267,7 @@ def _report(src: AudioSource, out: str, plan: Plan, done: Written, wall: float,
 @handle_errors
 @batched("encode")
 def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, max_delay,
-           tag_title, tag_artist, tag_album, tag_date, tag_comment, no_input_tags, tags,
+           band_limit, tag_title, tag_artist, tag_album, tag_date, tag_comment, no_input_tags, tags,
            raw, raw_rate, raw_channels, raw_format, threads, verify, force, quiet, debug) -> None:
     """Encode audio IN (any format soundfile reads, also on stdin; or --raw PCM) to an .nwc
     stream.
@@ -290,7 +294,8 @@ def encode(inp, out, tier, bitrate, layers, stereo, side_layers, packet_frames, 
     _announce(plan, src, not tier, joined, quiet)
     header = header_for(plan.tier, src.rate, src.channels, src.frames, tag_map, plan.layers,
                         plan.packet_frames)
-    done = _write(sink, header, plan, src, stereo, side_layers, threads, verify, quiet)
+    done = _write(sink, header, plan, src, stereo, side_layers, band_limit, threads, verify,
+                  quiet)
     _report(src, out, plan, done, elapsed(), want, quiet)
     if verify:
         from .eval_cmd import verify_written

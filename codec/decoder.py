@@ -8,7 +8,8 @@ stereo modes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,8 @@ import numpy as np
 import soxr
 
 from ..formats.container import AUDIO, Damage, Packet, StreamHeader
-from . import entropy, limits
+from ..formats.extension import band_limits
+from . import bandlimit, entropy, limits
 from . import stereo as sc
 from .conceal import CONCEAL_CHOICES, Concealer
 from .errors import CodecError
@@ -80,7 +82,11 @@ class StreamDecoder:
         if not limits.MIN_RATE <= self.out_rate <= limits.MAX_RATE:
             raise CodecError(f"output rate {self.out_rate} Hz is outside "
                              f"{limits.MIN_RATE}..{limits.MAX_RATE} Hz")
-        self._ola = [OverlapAdd(self.framing) for _ in range(header.channels)]
+        # Band limits (1.1 extension records) shape the frames of front ends whose frames
+        # are audio (not an LPC residual); their encoders write none otherwise.
+        self._shapes = front_end(tier).band_limits
+        spill = bandlimit.SPILL if self._shapes else 0
+        self._ola = [OverlapAdd(self.framing, spill) for _ in range(header.channels)]
         self._front = front_end(tier).decoder(header.channels)
         self._layers = max(1, min(header.num_layers, tier.layers))
         self._mode = sc.LR         # stereo mode of the decoder's memory
@@ -171,7 +177,9 @@ class StreamDecoder:
         # Only the final packet differs from a full one (its granule is the signal length);
         # its last frame has a flat end.
         last = p.granule != start + f.packet_hop
-        out = np.stack([ola.push(frames[c], last) for c, ola in enumerate(self._ola)], axis=1)
+        codes = self._band_codes(p, mode)
+        out = np.stack([ola.push(frames[c], last, _shaper(codes[c]))
+                        for c, ola in enumerate(self._ola)], axis=1)
         out = self._to_lr(self._front.synthesize(out, filters, n_frames))
         if last:
             out = out[: p.granule - start]
@@ -185,6 +193,13 @@ class StreamDecoder:
         self._expect = p.seq + 1
         self.stats.packets += 1
         yield self._emit(out)
+
+    def _band_codes(self, p: Packet, mode: int) -> list[int]:
+        """Each coded channel's band-limit code for this packet (0: none)."""
+        if not self._shapes or not p.extension:
+            return [0] * self.h.channels
+        return bandlimit.channel_codes(band_limits(p.extension, self.h.channels),
+                                       self.h.channels, mode != sc.LR)
 
     def _gap(self, n: int, keep: int = 0) -> Iterator[np.ndarray]:
         """Fill for ``n`` lost samples, in blocks: the pending taper of the last good frame
@@ -277,7 +292,8 @@ class StreamDecoder:
         if self._closed:
             x = self._empty()
         else:  # the stream stopped on a packet boundary: the last overlap is still pending
-            x = np.stack([ola.pending for ola in self._ola], axis=1)
+            # (a filter's spill past the last frame lies past the coded audio: dropped)
+            x = np.stack([ola.pending[: self.framing.overlap] for ola in self._ola], axis=1)
             x = self._to_lr(self._front.synthesize(x, None, 0))
             self._pos += x.shape[0]
         missing = 0
@@ -314,6 +330,13 @@ class StreamDecoder:
                 pad -= k
                 self._emitted += k
                 yield np.zeros((k, h.channels), np.float32)
+
+
+def _shaper(code: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The frame filter of band-limit ``code`` (None: full band)."""
+    if not code:
+        return None
+    return functools.partial(bandlimit.filter_frames, code=code)
 
 
 def check_compatible(tier: Tier, h: StreamHeader) -> None:

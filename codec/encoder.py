@@ -14,6 +14,8 @@ import numpy as np
 import soxr
 
 from ..formats.container import AUDIO, Packet
+from ..formats.extension import pack_band_limits
+from . import bandlimit
 from .errors import CodecError
 from .frontend import front_end
 from .options import EncodeOptions
@@ -37,14 +39,19 @@ class StreamEncoder:
     latency (``catalog.latency_ms``) and the container overhead; the stream header must say
     the same (``header_for(..., packet_frames=...)``). The choices are checked once into
     ``options`` (``options.EncodeOptions``), which every packet is coded with.
+
+    ``band_limit`` (tiers whose frames are audio): each packet says where each channel's
+    content ends (a 1.1 extension record), and the decoder removes coding noise above it.
     """
 
     def __init__(self, tier: Tier, input_rate: int, channels: int,
                  layers: int | None = None, stereo: str = "auto",
-                 side_layers: int | None = None, packet_frames: int | None = None) -> None:
+                 side_layers: int | None = None, packet_frames: int | None = None,
+                 band_limit: bool = True) -> None:
         if channels < 1 or channels > 255:
             raise CodecError(f"cannot code {channels} channels (1 to 255)")
-        self.options = EncodeOptions(layers, stereo, side_layers, packet_frames).checked(tier)
+        self.options = EncodeOptions(layers, stereo, side_layers, packet_frames,
+                                     band_limit).checked(tier)
         self.framing = self.options.framing(tier)
         self.tier = tier
         self.layers = self.options.layers or tier.layers
@@ -103,7 +110,12 @@ class StreamEncoder:
 
     def _packet(self, n_frames: int, granule: int) -> Packet:
         side, layers = encode_payload(self.tier, self._buf, n_frames, self._front, self.options)
-        p = Packet(kind=AUDIO, seq=self._seq, granule=granule, side=side, layers=layers)
+        ext = b""
+        if self.options.band_limit and front_end(self.tier).band_limits:
+            span = self._buf[:, : self.framing.packet_span(n_frames)]
+            ext = pack_band_limits(bandlimit.measure(span, self.tier.sample_rate))
+        p = Packet(kind=AUDIO, seq=self._seq, granule=granule, side=side, layers=layers,
+                   extension=ext)
         self._seq += 1
         return p
 
@@ -127,8 +139,9 @@ def _noise_packet(tier: Tier, channels: int, n_frames: int,
 
 def encode_array(tier: Tier, pcm: np.ndarray, rate: int, layers: int | None = None,
                  stereo: str = "auto", side_layers: int | None = None,
-                 packet_frames: int | None = None) -> list[Packet]:
+                 packet_frames: int | None = None, band_limit: bool = True) -> list[Packet]:
     """Whole-signal helper: (samples, channels) → audio packets (no END packet)."""
     enc = StreamEncoder(tier, rate, 1 if pcm.ndim == 1 else pcm.shape[1], layers,
-                        stereo=stereo, side_layers=side_layers, packet_frames=packet_frames)
+                        stereo=stereo, side_layers=side_layers, packet_frames=packet_frames,
+                        band_limit=band_limit)
     return enc.push(pcm) + enc.finish()

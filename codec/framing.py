@@ -23,6 +23,7 @@ frames do not depend on it, but the per-packet gain does, and the algorithmic la
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,38 +92,78 @@ class OverlapAdd:
     samples completed by them; the tail of ``overlap`` samples waits for the next frame.
     """
 
-    def __init__(self, framing: Framing) -> None:
+    def __init__(self, framing: Framing, spill: int = 0) -> None:
         self.f = framing
-        self._tail = np.zeros(framing.overlap, dtype=np.float32)
+        # Filtered frames (``push(..., shape=...)``) reach ``spill`` samples past their end;
+        # the pending tail is then ``overlap + spill`` long (zeros past the overlap until a
+        # filtered frame has written there).
+        self.spill = spill
+        self._tail = np.zeros(framing.overlap + spill, dtype=np.float32)
+        self._spilled = False  # whether the tail holds anything past the overlap
         self._started = False
         # The four windows (first/last or not), built once: push() is on the decode hot path.
         self._windows = {(a, b): framing.window(a, b) for a in (False, True) for b in (False, True)}
 
-    def push(self, frames: np.ndarray, last: bool) -> np.ndarray:
+    def push(self, frames: np.ndarray, last: bool,
+             shape: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """Window and overlap-add (n, frame) frames; ``shape`` maps the windowed frames to
+        (n, frame + spill) (a causal filter's full output) before they are added."""
+        f = self.f
+        n = frames.shape[0]
+        if shape is None and not self._spilled:
+            return self._push_plain(frames, last)
+        ov = f.overlap + self.spill
+        wins = np.stack([self._windows[(not self._started and j == 0, last and j == n - 1)]
+                         for j in range(n)])
+        y = frames * wins
+        if shape is not None:
+            y = shape(y)
+        else:
+            y = np.pad(y, ((0, 0), (0, self.spill)))
+        acc = np.zeros(n * f.hop + ov, np.float32)
+        acc[:ov] = self._tail
+        for j in range(n):
+            acc[j * f.hop: j * f.hop + y.shape[1]] += y[j]
+        self._started = True
+        if last:  # the spill past the stream's last sample is dropped
+            self._tail = np.zeros(ov, np.float32)
+            self._spilled = False
+            return acc[: n * f.hop + f.overlap]
+        self._tail = acc[n * f.hop:].copy()
+        self._spilled = shape is not None or bool(self._tail[f.overlap:].any())
+        return acc[: n * f.hop]
+
+    def _push_plain(self, frames: np.ndarray, last: bool) -> np.ndarray:
+        """The unfiltered overlap-add (bit for bit what every 1.0 stream decodes to)."""
         f = self.f
         n = frames.shape[0]
         out = np.empty(n * f.hop + (f.overlap if last else 0), dtype=np.float32)
+        tail = self._tail[: f.overlap]
         for j in range(n):
             first = not self._started and j == 0
             is_last = last and j == n - 1
             y = frames[j] * self._windows[(first, is_last)]
-            y[: f.overlap] += self._tail
+            y[: f.overlap] += tail
             seg = y[: f.hop] if not is_last else y
             out[j * f.hop : j * f.hop + seg.shape[0]] = seg
-            self._tail = np.zeros(f.overlap, np.float32) if is_last else y[f.hop :].copy()
+            tail = np.zeros(f.overlap, np.float32) if is_last else y[f.hop :].copy()
+        self._tail = np.concatenate([tail, np.zeros(self.spill, np.float32)]) if self.spill \
+            else tail
         self._started = True
         return out
 
     @property
     def pending(self) -> np.ndarray:
-        """The overlap samples still waiting for the next frame."""
+        """The samples still waiting for the next frame (``overlap + spill``)."""
         return self._tail
 
     @pending.setter
     def pending(self, tail: np.ndarray) -> None:
         # Overlap-add is linear: a stereo decoder re-expresses the tails of L/R in M/S.
-        self._tail = np.asarray(tail, dtype=np.float32).reshape(self.f.overlap).copy()
+        self._tail = np.asarray(tail, dtype=np.float32).reshape(self.f.overlap + self.spill).copy()
+        self._spilled = bool(self._tail[self.f.overlap:].any())
 
     def reset(self) -> None:
         """Forget the pending tail after lost frames (the next frame fades in from silence)."""
-        self._tail = np.zeros(self.f.overlap, np.float32)
+        self._tail = np.zeros(self.f.overlap + self.spill, np.float32)
+        self._spilled = False

@@ -73,6 +73,8 @@ class FrontEnd(ABC):
     name = "plain"
     #: A silent channel may go uncoded (gain code ``stereo.SILENT``).
     skips_silence = True
+    #: The decoded frames are audio, so packets carry band limits (``bandlimit.py``).
+    band_limits = True
 
     def __init__(self, tier: Tier) -> None:
         self.tier = tier
@@ -253,6 +255,7 @@ class LPCFrontEnd(FrontEnd):
 
     name = "LPC"
     skips_silence = False
+    band_limits = False  # its frames are the residual, before synthesis
 
     def mode(self, x: np.ndarray, stereo: str) -> int:
         return sc.choose(x, "lr" if stereo == "auto" else stereo)

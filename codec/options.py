@@ -27,6 +27,7 @@ class EncodeOptions:
     stereo: str = "auto"               # two channels: auto, lr or ms (``stereo.py``)
     side_layers: int | None = None     # layers S carries in M/S packets
     packet_frames: int | None = None   # frames a packet (default: the tier's)
+    band_limit: bool = True            # say where each packet's input ends (``bandlimit.py``)
 
     def checked(self, tier: Tier) -> EncodeOptions:
         """These options with ``layers`` resolved, or a ``CodecError`` naming the bad one."""

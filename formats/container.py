@@ -179,6 +179,7 @@ class Packet:
     side: bytes  # AUDIO: side info (per-channel gains); END: usually empty
     layers: list[bytes]  # AUDIO: one sub-payload per layer, layer 0 first; END: []
     original_samples: int | None = None  # END only: exact total samples at original_rate
+    extension: bytes = b""  # bytes after the last layer (1.1: records, ``extension.py``)
 
 
 @dataclass
@@ -326,6 +327,7 @@ def encode_packet(p: Packet) -> bytes:
             aux,
             side,
             *layers,
+            bytes(p.extension),
         ]
     )
     if len(body) > MAX_PACKET_BYTES:
@@ -362,8 +364,9 @@ def _decode_packet_body(body: bytes, num_layers: int) -> Packet:
     for n in lengths:
         layers.append(body[pos : pos + n])
         pos += n
-    # Bytes after the last layer belong to a newer minor version: ignored.
-    return Packet(kind, seq, granule, side, layers, original)
+    # Bytes after the last layer: 1.1's extension records, or a newer minor's (kept as they
+    # are, so a tool that rewrites packets, like `nwc truncate`, passes them on).
+    return Packet(kind, seq, granule, side, layers, original, body[pos:])
 
 
 def _write_all(fileobj: SupportsWrite, data: bytes) -> None:

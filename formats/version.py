@@ -2,4 +2,4 @@
 loading the container code."""
 
 FORMAT_VERSION = 1  # major: a reader rejects any other major version
-FORMAT_MINOR = 0  # minor: only appends fields, so readers accept any minor of their major
+FORMAT_MINOR = 1  # minor: only appends fields, so readers accept any minor of their major

@@ -228,7 +228,7 @@ BAD_STREAMS = {
                                                      tier="ghost-tier"), "'ghost-tier'"),
     "other weights": (lambda t, p: write_stream(t, p, speech_like(0.2), 16000,
                                                 weights_hash="0123456789abcdef"), "weights"),
-    "future version": (_future_version, "version 2.0"),
+    "future version": (_future_version, "format version 2."),
 }
 
 
