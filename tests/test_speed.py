@@ -55,11 +55,23 @@ def test_fast_encoder_is_bit_identical(threads: int) -> None:
                 assert torch.equal(fast, ref), (m.cfg.plan, n, seed)
     finally:
         torch.set_num_threads(old)
-    # The shipped architecture (5-tap depthwise layers) does get the faster kernel.
+    # Every depthwise layer of the shipped architecture was probed at each batch size; where
+    # oneDNN's channels-last kernel sums in conv1d's order (seen on AVX-512 machines; not on
+    # an AVX2-only EPYC, where the probe keeps conv1d) it gets the faster kernel.
     full = models[1]
     seen = [ok for conv in full.encoder.modules() if conv in infer._EXACT
             for ok in infer._EXACT[conv].values()]
-    assert len(seen) == 4 * 4 and all(seen)  # 4 layers x 4 batch sizes
+    assert len(seen) == 4 * 4  # 4 layers x 4 batch sizes
+    if _has_avx512():
+        assert all(seen)
+
+
+def _has_avx512() -> bool:
+    try:
+        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512f" in flags.split()
 
 
 def test_fast_decoder_matches_within_float_noise() -> None:
