@@ -55,7 +55,9 @@ class StreamEncoder:
         self.framing = self.options.framing(tier)
         self.tier = tier
         self.layers = self.options.layers or tier.layers
-        self._front = front_end(tier).encoder(channels, self.framing)
+        fe = front_end(tier)
+        self._front = fe.encoder(channels, self.framing)
+        self._band_limits = self.options.band_limit and fe.band_limits  # decided once
         self.channels = channels
         self.input_rate = input_rate
         self._rs = None if input_rate == tier.sample_rate else soxr.ResampleStream(
@@ -111,7 +113,7 @@ class StreamEncoder:
     def _packet(self, n_frames: int, granule: int) -> Packet:
         side, layers = encode_payload(self.tier, self._buf, n_frames, self._front, self.options)
         ext = b""
-        if self.options.band_limit and front_end(self.tier).band_limits:
+        if self._band_limits:
             span = self._buf[:, : self.framing.packet_span(n_frames)]
             ext = pack_band_limits(bandlimit.measure(span, self.tier.sample_rate))
         p = Packet(kind=AUDIO, seq=self._seq, granule=granule, side=side, layers=layers,
