@@ -238,7 +238,7 @@ def test_choice_uses_the_shipped_ladder() -> None:
 
     shipped = [tierfile.read(p) for p in sorted(catalog.SHIPPED_DIR.glob("*.json"))]
     names = {t.name for t in shipped}
-    if not {"speech-lpc-16k", "speech-layered", "music"} <= names:
+    if not {"speech-lpc-16k", "speech-layered", "music", "music-48k"} <= names:
         pytest.skip("the shipped ladder changed")
     c = choose.choose(16, 16000, 1, tiers=shipped)
     assert (c.rung.tier.name, c.warning) == ("speech-lpc-16k", None)  # scores best at 16k
@@ -246,8 +246,10 @@ def test_choice_uses_the_shipped_ladder() -> None:
     assert c.rung.tier.sample_rate == 16000 and "far above" in c.warning
     c = choose.choose(1, 16000, 1, tiers=shipped)
     assert "below the lowest" in c.warning
-    c = choose.choose(96, 44100, 2, tiers=shipped)
-    assert c.rung.tier.name == "music" and c.rung.kbps <= 96 * choose.FIT_SLACK
+    c = choose.choose(96, 44100, 2, tiers=shipped)  # music-48k outscores music L1/L2 there
+    assert c.rung.tier.name == "music-48k" and c.rung.kbps <= 96 * choose.FIT_SLACK
+    c = choose.choose(64, 44100, 2, tiers=shipped)  # too dear for two channels of music-48k
+    assert c.rung.tier.name == "music" and c.rung.layers == 1
     assert choose.default_tier(44100, shipped).name == "music"
     assert choose.default_tier(16000, shipped).name == "speech-lpc-16k"
     assert choose.parse_kbps("20") == choose.parse_kbps("20k") == choose.parse_kbps("20000bps")
