@@ -93,8 +93,9 @@ ALL_ANCHORS = ("amrwb", "opus", "speex", "codec2", "mp3", "lc3", "aac", "g722", 
 MUSIC_SR = 44100
 MUSIC_SECONDS = 10.0
 # LAME CBR: the bar's rates, plus 160 so that the verdict can interpolate MP3 at the real rate
-# of a 128 kbps rung (container overhead puts it a little above 128).
-MP3_MUSIC_KBPS = (32, 48, 64, 96, 112, 128, 160)
+# of a 128 kbps rung (container overhead puts it a little above 128), and 192 / 256 so that it
+# can judge the deeper rungs of a ladder (170-230 kbps) too.
+MP3_MUSIC_KBPS = (32, 48, 64, 96, 112, 128, 160, 192, 256)
 MP3_ABR_KBPS = (48, 64, 96, 128)
 OPUS_MUSIC_KBPS = (48, 64, 96, 128)
 AAC_MUSIC_KBPS = (48, 64, 96, 128)
