@@ -313,3 +313,32 @@ def test_history_plot_is_a_png_and_never_clobbers(tmp_path: Path) -> None:
     assert r.returncode == 1 and "exists" in r.stderr and png.read_bytes() == before
     r = tiers("--plot", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "--history" in r.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_dev_evaluation_leaves_training_with_its_threads() -> None:
+    """ViSQOL's numba code set torch's thread count to the core count during training's dev
+    evaluation, and every later step of a one-thread run went 2-15x slower (issue 15)."""
+    from nwc.evaluation import metrics
+    from nwc.train.evaluate import evaluate
+    from test_quality_music import build_tiny_music_tier
+
+    if metrics.missing_packages(("visqol",)):
+        pytest.skip("visqol-python is not installed")
+    torch.set_num_threads(1)
+    rows = evaluate(build_tiny_music_tier(), [speech_like(2.0, 44100, 1, seed=5)[:, 0]])
+    assert [r["layers"] for r in rows] == [1, 2] and all(np.isfinite(r["visqol"]) for r in rows)
+    assert torch.get_num_threads() == 1
+
+
+def test_dev_evaluation_restores_threads_whatever_a_metric_does(monkeypatch) -> None:
+    from nwc.train import evaluate as ev
+    from test_quality_music import build_tiny_music_tier
+
+    def greedy(x: np.ndarray, y: np.ndarray, sr: int) -> dict[str, float]:
+        torch.set_num_threads(3)
+        return {"si_snr": 0.0}
+
+    monkeypatch.setattr(ev, "clip_scores", greedy)
+    torch.set_num_threads(1)
+    ev.evaluate(build_tiny_music_tier(), [speech_like(0.5, 44100, 1, seed=6)[:, 0]])
+    assert torch.get_num_threads() == 1

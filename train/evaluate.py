@@ -3,7 +3,11 @@ container, scored as ``nwc eval`` scores it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+import torch
 
 from ..codec import api
 from ..codec.tier import Tier
@@ -55,9 +59,29 @@ def _cut_stream(tier: Tier, x: np.ndarray, packets: list[Packet], k: int
     return size, api.decode_packets(tier, h, cut + [end])[:, 0]
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Restore torch's intra-op thread count after the metrics have run.
+
+    ViSQOL's numba code (OpenMP threading layer) sets the calling thread's OpenMP thread
+    count to the number of cores, and torch reads the same setting: a one-thread training run
+    went on with two threads after its first evaluation, on a core another run was using,
+    and each step cost 2-15 times as much until the process ended."""
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
     """Real kbps and quality (PESQ-WB and STOI at 16 kHz, else SI-SNR and ViSQOL audio) of
     every layer prefix of ``tier`` on mono dev ``clips``."""
+    with torch_threads_kept():
+        return _evaluate(tier, clips)
+
+
+def _evaluate(tier: Tier, clips: list[np.ndarray]) -> list[dict]:
     sr = tier.sample_rate
     encoded = [api.encode_array(tier, x, sr) for x in clips]
     seconds = sum(x.shape[0] for x in clips) / sr
