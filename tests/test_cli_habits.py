@@ -249,7 +249,9 @@ def test_choice_uses_the_shipped_ladder() -> None:
     c = choose.choose(96, 44100, 2, tiers=shipped)  # music-48k outscores music L1/L2 there
     assert c.rung.tier.name == "music-48k" and c.rung.kbps <= 96 * choose.FIT_SLACK
     c = choose.choose(64, 44100, 2, tiers=shipped)  # too dear for two channels of music-48k
-    assert c.rung.tier.name == "music" and c.rung.layers == 1
+    assert c.rung.tier.name == "music-32k" and c.rung.kbps <= 64 * choose.FIT_SLACK
+    c = choose.choose(12, 16000, 1, tiers=shipped)  # the 12 kbit/s LPC layer
+    assert (c.rung.tier.name, c.rung.layers) == ("speech-lpc-12k", 3)
     assert choose.default_tier(44100, shipped).name == "music"
     assert choose.default_tier(16000, shipped).name == "speech-lpc-16k"
     assert choose.parse_kbps("20") == choose.parse_kbps("20k") == choose.parse_kbps("20000bps")
